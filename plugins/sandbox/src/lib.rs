@@ -1,0 +1,203 @@
+//! The sandbox PSP: a deterministic fake payment provider for demos and end-to-end tests. It
+//! makes no network calls; the payment source token chooses the outcome (see README.md), and
+//! every token it answers is derived from the request, so retries get the same answer.
+
+use std::time::Duration;
+
+use psp_plugin_sdk::crypto::{constant_time_eq, hex_decode, hex_encode, hmac_sha256, sha256};
+use psp_plugin_sdk::types::*;
+use psp_plugin_sdk::{CONTRACT_VERSION, Plugin, settings};
+
+/// The header carrying the hex HMAC-SHA256 of a notification's raw body.
+pub const SIGNATURE_HEADER: &str = "Sandbox-Signature";
+/// The setting holding the key notifications are signed with.
+pub const WEBHOOK_SECRET: &str = "webhook_secret";
+
+/// The sandbox plugin.
+pub struct Sandbox;
+
+impl Plugin for Sandbox {
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "sandbox".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            contract: CONTRACT_VERSION.into(),
+            operations: Operation::ALL.to_vec(),
+            settings: vec![SettingSpec::new(
+                WEBHOOK_SECRET,
+                true,
+                true,
+                "Key of the HMAC-SHA256 in the Sandbox-Signature header of notifications",
+            )],
+        }
+    }
+
+    fn authorize(req: AuthorizeRequest) -> Result<Outcome, Failure> {
+        pay(&req)
+    }
+
+    fn sale(req: AuthorizeRequest) -> Result<Outcome, Failure> {
+        pay(&req)
+    }
+
+    fn capture(req: FollowUpRequest) -> Result<Outcome, Failure> {
+        Ok(follow_up("cap", &req))
+    }
+
+    fn void(req: FollowUpRequest) -> Result<Outcome, Failure> {
+        Ok(follow_up("void", &req))
+    }
+
+    fn refund(req: FollowUpRequest) -> Result<Outcome, Failure> {
+        Ok(follow_up("ref", &req))
+    }
+
+    fn tokenize(req: TokenizeRequest) -> Result<Tokenized, Failure> {
+        if req.payment_source_token == "tok_fail" {
+            return Err(unreachable_psp());
+        }
+        let customer_token = match (&req.customer_token, &req.customer_email) {
+            (Some(token), _) => token.clone(),
+            (None, Some(email)) => derive("sbx_cus_", &email.to_lowercase()),
+            (None, None) => derive("sbx_cus_", &req.idempotency_key),
+        };
+        Ok(Tokenized {
+            customer_token: Some(customer_token),
+            payment_source_token: derive("sbx_pm_", &req.payment_source_token),
+        })
+    }
+
+    fn sync(req: SyncRequest) -> Result<Outcome, Failure> {
+        let reference = req
+            .psp_reference
+            .as_deref()
+            .unwrap_or(&req.transaction_token);
+        if reference.starts_with(PENDING_PREFIX) {
+            Ok(Outcome::pending(
+                req.transaction_token.clone(),
+                req.amount.amount_cents,
+                reference,
+            ))
+        } else {
+            Ok(Outcome::approved(
+                req.transaction_token,
+                req.amount.amount_cents,
+            ))
+        }
+    }
+
+    fn handle_webhook(req: WebhookRequest) -> Result<WebhookReply, Failure> {
+        let secret = settings::require(WEBHOOK_SECRET)?;
+        verify_signature(&req, secret.as_bytes())?;
+        let event = parse_notification(&req.body)?;
+        Ok(WebhookReply {
+            events: vec![event],
+            status: 200,
+            content_type: "application/json".into(),
+            body: br#"{"received":true}"#.to_vec(),
+        })
+    }
+}
+
+psp_plugin_sdk::export_plugin!(Sandbox);
+
+const PENDING_PREFIX: &str = "sbx_pend_";
+const SLOW_PREFIX: &str = "tok_slow_";
+
+/// Authorize and sale: the token picks the outcome.
+fn pay(req: &AuthorizeRequest) -> Result<Outcome, Failure> {
+    let amount = req.amount.amount_cents;
+    let token = req.payment_source_token.as_str();
+    match token {
+        "tok_decline" => Ok(Outcome::Declined(Declined {
+            code: "card_declined".into(),
+            message: "The sandbox declined the card (tok_decline)".into(),
+            transaction_token: Some(derive("sbx_decl_", &req.idempotency_key)),
+        })),
+        "tok_pending" => {
+            // The token is the reference the notification will carry, so the host can match
+            // the notification to this transaction by either.
+            let token = derive(PENDING_PREFIX, &req.idempotency_key);
+            Ok(Outcome::pending(token.clone(), amount, token))
+        }
+        "tok_fail" => Err(unreachable_psp()),
+        _ => {
+            if let Some(ms) = token.strip_prefix(SLOW_PREFIX) {
+                let ms: u64 = ms.parse().map_err(|_| {
+                    Failure::InvalidRequest(format!(
+                        "`{SLOW_PREFIX}<ms>` needs a whole number of milliseconds, got `{ms}`"
+                    ))
+                })?;
+                // On wasip2 this is a WASI clock poll, which the host runs asynchronously.
+                std::thread::sleep(Duration::from_millis(ms));
+            }
+            Ok(Outcome::approved(
+                derive("sbx_", &req.idempotency_key),
+                amount,
+            ))
+        }
+    }
+}
+
+fn follow_up(kind: &str, req: &FollowUpRequest) -> Outcome {
+    Outcome::approved(
+        derive(&format!("sbx_{kind}_"), &req.idempotency_key),
+        req.amount.amount_cents,
+    )
+}
+
+fn unreachable_psp() -> Failure {
+    Failure::Unreachable("the sandbox PSP is down (tok_fail)".into())
+}
+
+/// `prefix` + the first 24 hex digits of SHA-256(`seed`): stable across retries.
+fn derive(prefix: &str, seed: &str) -> String {
+    let digest = hex_encode(sha256(seed.as_bytes()));
+    format!("{prefix}{}", &digest[..24])
+}
+
+fn verify_signature(req: &WebhookRequest, secret: &[u8]) -> Result<(), Failure> {
+    let given = req
+        .headers
+        .iter()
+        .find(|p| p.key.eq_ignore_ascii_case(SIGNATURE_HEADER))
+        .map(|p| p.value.trim())
+        .ok_or_else(|| Failure::Unauthenticated(format!("missing {SIGNATURE_HEADER} header")))?;
+    let bad = || Failure::Unauthenticated(format!("{SIGNATURE_HEADER} does not match the body"));
+    let given = hex_decode(given).map_err(|_| bad())?;
+    if constant_time_eq(&given, &hmac_sha256(secret, &req.body)) {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// `{"reference": "...", "outcome": "succeeded" | "failed"}`, optionally with `code`,
+/// `message` and `amount_cents`.
+fn parse_notification(body: &[u8]) -> Result<PspEvent, Failure> {
+    let invalid = |what: &str| Failure::InvalidRequest(format!("sandbox notification: {what}"));
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| invalid("body is not JSON"))?;
+    let reference = value
+        .get("reference")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| invalid("`reference` must be a non-empty string"))?;
+    let status = match value.get("outcome").and_then(|v| v.as_str()) {
+        Some("succeeded") => FinalStatus::Succeeded,
+        Some("failed") => FinalStatus::Failed,
+        _ => return Err(invalid("`outcome` must be \"succeeded\" or \"failed\"")),
+    };
+    let text = |field: &str| value.get(field).and_then(|v| v.as_str()).map(str::to_owned);
+    Ok(PspEvent {
+        psp_reference: reference.to_owned(),
+        status,
+        operation: None,
+        code: text("code"),
+        message: text("message"),
+        amount_cents: value.get("amount_cents").and_then(|v| v.as_u64()),
+    })
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;
