@@ -1,0 +1,40 @@
+//! The application state shared by every handler and the router that mounts the
+//! operator routes, the PSP webhook route and (next) the protocol fronts.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::config::Config;
+use crate::plugins::Plugins;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub plugins: Arc<Plugins>,
+}
+
+/// Largest request body any route accepts.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let mut admin = Router::new().route("/admin/plugins", get(crate::ops::plugins));
+    if state.config.admin.token.is_some() {
+        admin = admin.route(
+            "/admin/gateways/{gateway}/call/{operation}",
+            post(crate::diagnostics::call),
+        );
+    }
+    let admin = admin.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::ops::require_admin,
+    ));
+    Router::new()
+        .route("/healthz", get(crate::ops::healthz))
+        .route("/psp/{gateway}/webhook", post(crate::psp_webhooks::receive))
+        .merge(admin)
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

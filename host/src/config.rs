@@ -1,0 +1,499 @@
+//! The operator's `config.toml`: its shape, `${VAR}` interpolation of secrets from the
+//! environment, and the structural checks that need no plugin (unknown keys, missing keys,
+//! duplicate gateway ids, malformed host patterns).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Errors that make a config unusable. Each names the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: key `{key}`: environment variable `{var}` is not set")]
+    MissingVar {
+        path: PathBuf,
+        key: String,
+        var: String,
+    },
+    #[error("{path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// A value that must never be printed: shared secrets, API keys, tokens.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret's text, for signing and comparing only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    pub plugins: PluginsConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub gateways: Vec<GatewayConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://FILE` (embedded, default) or `postgres://...`.
+    #[serde(default = "default_store_url")]
+    pub url: Secret,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: default_store_url(),
+        }
+    }
+}
+
+fn default_store_url() -> Secret {
+    Secret::new("sqlite://psp-gateway.db")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Directory holding `<name>.wasm` files; relative paths are taken from the config
+    /// file's directory.
+    pub dir: PathBuf,
+    /// Where compiled plugins are cached; default `<dir>/.cache`.
+    pub cache_dir: Option<PathBuf>,
+    /// Watch `dir` for changes and hot-reload (default true).
+    #[serde(default = "yes")]
+    pub watch: bool,
+    /// Also rescan every N ms, for filesystems that send no change events (0 = off).
+    #[serde(default)]
+    pub poll_interval_ms: u64,
+    /// Linear memory cap of one plugin instance, in MiB.
+    #[serde(default = "default_memory_limit_mb")]
+    pub memory_limit_mb: u64,
+    /// Hard deadline of one plugin call, in ms (a gateway may lower or raise it).
+    #[serde(default = "default_call_timeout_ms")]
+    pub call_timeout_ms: u64,
+    /// Plugin instances alive at once, all gateways together; more calls wait their turn.
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_memory_limit_mb() -> u64 {
+    64
+}
+fn default_call_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_instances() -> u32 {
+    256
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token for `/admin/*`. When unset the admin routes are read-only and the
+    /// plugin diagnostics route is off.
+    pub token: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// The `{gateway}` path segment of the protocol routes.
+    pub id: String,
+    /// The plugin file stem: `plugin = "sandbox"` uses `<plugins.dir>/sandbox.wasm`.
+    pub plugin: String,
+    /// Commerce Layer's shared secret for this external gateway.
+    pub shared_secret: Option<Secret>,
+    /// Where asynchronous outcomes are delivered (Commerce Layer's webhook endpoint URL).
+    pub webhook_endpoint_url: Option<String>,
+    /// Hosts the plugin may call: `api.psp.com`, `api.psp.com:8443`, `*.psp.com`, or
+    /// `http://127.0.0.1:12111` to allow plain HTTP to that authority (local fakes).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Timeout of one outbound HTTP request made for the plugin.
+    #[serde(default = "default_http_timeout_ms")]
+    pub http_timeout_ms: u64,
+    /// Largest PSP response body the plugin may receive.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
+    /// Overrides `plugins.call_timeout_ms` for this gateway.
+    pub call_timeout_ms: Option<u64>,
+    /// Settings handed to the plugin (`settings.get`); values may use `${VAR}`.
+    #[serde(default)]
+    pub settings: BTreeMap<String, Secret>,
+}
+
+fn default_http_timeout_ms() -> u64 {
+    8_000
+}
+fn default_max_response_bytes() -> u64 {
+    4 * 1024 * 1024
+}
+
+impl GatewayConfig {
+    pub fn call_timeout(&self, plugins: &PluginsConfig) -> Duration {
+        Duration::from_millis(self.call_timeout_ms.unwrap_or(plugins.call_timeout_ms))
+    }
+}
+
+impl Config {
+    /// Reads, interpolates and checks a config file. Relative paths in it are resolved
+    /// against the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_toml(&raw, path, base, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses config text; `env` resolves `${VAR}` references.
+    pub fn from_toml(
+        raw: &str,
+        path: &Path,
+        base_dir: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let parse_err = |e: toml::de::Error| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        };
+        // First pass on the raw text: unknown and missing keys are reported with their
+        // line, which a second pass over an interpolated tree could not do.
+        toml::from_str::<Config>(raw).map_err(parse_err)?;
+        let mut tree: toml::Value = toml::from_str(raw).map_err(parse_err)?;
+        interpolate(&mut tree, &mut String::new(), path, env)?;
+        let mut config: Config = tree.try_into().map_err(parse_err)?;
+        config.resolve_paths(base_dir);
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+        self.plugins.dir = abs(&self.plugins.dir);
+        self.plugins.cache_dir = Some(match &self.plugins.cache_dir {
+            Some(dir) => abs(dir),
+            None => self.plugins.dir.join(".cache"),
+        });
+        if let Some(file) = self.store.url.expose().strip_prefix("sqlite://")
+            && !file.starts_with('/')
+            && !file.starts_with(":memory:")
+        {
+            let joined = base.join(file);
+            self.store.url = Secret::new(format!("sqlite://{}", joined.display()));
+        }
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        if self.plugins.memory_limit_mb == 0 || self.plugins.memory_limit_mb > 4096 {
+            return Err(invalid(
+                "plugins.memory_limit_mb".into(),
+                "must be between 1 and 4096".into(),
+            ));
+        }
+        if self.plugins.call_timeout_ms == 0 {
+            return Err(invalid(
+                "plugins.call_timeout_ms".into(),
+                "must be positive".into(),
+            ));
+        }
+        if self.plugins.max_instances == 0 {
+            return Err(invalid(
+                "plugins.max_instances".into(),
+                "must be positive".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, gw) in self.gateways.iter().enumerate() {
+            let key = |field: &str| format!("gateways[{i}].{field}");
+            if gw.id.is_empty()
+                || !gw
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    key("id"),
+                    format!("`{}` must be non-empty letters, digits, - or _", gw.id),
+                ));
+            }
+            if !seen.insert(gw.id.as_str()) {
+                return Err(invalid(
+                    key("id"),
+                    format!("gateway id `{}` is used twice", gw.id),
+                ));
+            }
+            for (j, pattern) in gw.allowed_hosts.iter().enumerate() {
+                crate::plugins::outbound::HostPattern::parse(pattern)
+                    .map_err(|m| invalid(key(&format!("allowed_hosts[{j}]")), m))?;
+            }
+            if let Some(url) = &gw.webhook_endpoint_url {
+                url::Url::parse(url)
+                    .map_err(|e| invalid(key("webhook_endpoint_url"), e.to_string()))?;
+            }
+            if gw.call_timeout_ms == Some(0) {
+                return Err(invalid(key("call_timeout_ms"), "must be positive".into()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn gateway(&self, id: &str) -> Option<&GatewayConfig> {
+        self.gateways.iter().find(|g| g.id == id)
+    }
+}
+
+/// Replaces `${VAR}` in every string of the tree. `$${` stands for a literal `${`.
+fn interpolate(
+    value: &mut toml::Value,
+    key: &mut String,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    match value {
+        toml::Value::String(s) => {
+            *s = interpolate_str(s, key, path, env)?;
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = key.len();
+                key.push_str(&format!("[{i}]"));
+                interpolate(item, key, path, env)?;
+                key.truncate(len);
+            }
+        }
+        toml::Value::Table(table) => {
+            for (name, item) in table.iter_mut() {
+                let len = key.len();
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(name);
+                interpolate(item, key, path, env)?;
+                key.truncate(len);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn interpolate_str(
+    s: &str,
+    key: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos..];
+        if let Some(tail) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("${") {
+            let end = tail.find('}').ok_or_else(|| ConfigError::Invalid {
+                path: path.to_owned(),
+                key: key.to_owned(),
+                message: "unterminated `${`".into(),
+            })?;
+            let var = &tail[..end];
+            let valid = !var.is_empty()
+                && !var.starts_with(|c: char| c.is_ascii_digit())
+                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key: key.to_owned(),
+                    message: format!("`${{{var}}}` is not a valid environment variable name"),
+                });
+            }
+            let value = env(var).ok_or_else(|| ConfigError::MissingVar {
+                path: path.to_owned(),
+                key: key.to_owned(),
+                var: var.to_owned(),
+            })?;
+            out.push_str(&value);
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+[store]
+url = "sqlite://psp-gateway.db"
+[plugins]
+dir = "plugins/dist"
+[[gateways]]
+id = "sandbox"
+plugin = "sandbox"
+shared_secret = "${CL_SHARED_SECRET}"
+webhook_endpoint_url = "http://127.0.0.1:9000/webhook"
+allowed_hosts = ["api.stripe.com", "http://127.0.0.1:12111"]
+[gateways.settings]
+webhook_secret = "whsec_${SUFFIX}"
+"#;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "CL_SHARED_SECRET" => Some("s3cr3t".into()),
+            "SUFFIX" => Some("abc".into()),
+            _ => None,
+        }
+    }
+
+    fn parse(raw: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(raw, Path::new("config.toml"), Path::new("/etc/psp"), &env)
+    }
+
+    #[test]
+    fn parses_and_interpolates() {
+        let c = parse(BASE).unwrap();
+        let gw = c.gateway("sandbox").unwrap();
+        assert_eq!(gw.shared_secret.as_ref().unwrap().expose(), "s3cr3t");
+        assert_eq!(gw.settings["webhook_secret"].expose(), "whsec_abc");
+        assert_eq!(c.plugins.dir, PathBuf::from("/etc/psp/plugins/dist"));
+        assert_eq!(
+            c.plugins.cache_dir.as_deref(),
+            Some(Path::new("/etc/psp/plugins/dist/.cache"))
+        );
+        assert_eq!(c.store.url.expose(), "sqlite:///etc/psp/psp-gateway.db");
+        assert_eq!(gw.call_timeout(&c.plugins), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let raw = BASE.replace("[plugins]", "[plugins]\nwatsh = true");
+        let err = parse(&raw).unwrap_err().to_string();
+        assert!(err.contains("unknown field `watsh`"), "{err}");
+    }
+
+    #[test]
+    fn missing_required_key_is_named() {
+        let raw = BASE.replace("plugin = \"sandbox\"\n", "");
+        let err = parse(&raw).unwrap_err().to_string();
+        assert!(err.contains("missing field `plugin`"), "{err}");
+    }
+
+    #[test]
+    fn missing_variable_names_key_and_variable() {
+        let raw = BASE.replace("${SUFFIX}", "${NOT_SET_ANYWHERE}");
+        let err = parse(&raw).unwrap_err().to_string();
+        assert!(err.contains("gateways[0].settings.webhook_secret"), "{err}");
+        assert!(err.contains("NOT_SET_ANYWHERE"), "{err}");
+    }
+
+    #[test]
+    fn dollar_escape_and_lone_dollar() {
+        let raw = BASE.replace("whsec_${SUFFIX}", "a$$${b}c$d");
+        let c = parse(&raw).unwrap();
+        assert_eq!(
+            c.gateway("sandbox").unwrap().settings["webhook_secret"].expose(),
+            "a$${b}c$d"
+        );
+    }
+
+    #[test]
+    fn duplicate_gateway_and_bad_host_pattern() {
+        let dup = format!("{BASE}\n[[gateways]]\nid = \"sandbox\"\nplugin = \"x\"\n");
+        assert!(parse(&dup).unwrap_err().to_string().contains("used twice"));
+        let bad = BASE.replace("api.stripe.com", "ftp://x");
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("gateways[0].allowed_hosts[0]"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        let c = parse(BASE).unwrap();
+        let dump = format!("{c:?}");
+        assert!(
+            !dump.contains("s3cr3t") && !dump.contains("whsec_abc"),
+            "{dump}"
+        );
+    }
+}

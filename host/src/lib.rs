@@ -1,0 +1,12 @@
+//! psp-gateway: one host for payment gateway protocols (Commerce Layer, Mia-Platform PGM)
+//! over PSP adapters that run as sandboxed WebAssembly components.
+
+pub mod app;
+pub mod check;
+pub mod config;
+pub mod diagnostics;
+pub mod ops;
+pub mod plugins;
+pub mod psp_webhooks;
+pub mod serve;
+pub mod signature;

@@ -1,0 +1,87 @@
+//! JSON views of plugin answers, for the diagnostics route and logs-free debugging.
+//! (Protocol fronts shape their own answers; this is the host's neutral form.)
+
+use serde_json::{Value, json};
+
+use super::types::{Failure, Outcome, Pair, PspEvent, Tokenized, WebhookReply};
+use super::{CallError, GatewayCallError};
+
+fn pairs(p: &[Pair]) -> Value {
+    Value::Object(
+        p.iter()
+            .map(|kv| (kv.key.clone(), Value::String(kv.value.clone())))
+            .collect(),
+    )
+}
+
+pub fn outcome(o: &Outcome) -> Value {
+    match o {
+        Outcome::Approved(a) => json!({
+            "result": "approved", "transaction_token": a.transaction_token,
+            "amount_cents": a.amount_cents, "messages": a.messages, "metadata": pairs(&a.metadata),
+        }),
+        Outcome::Pending(p) => json!({
+            "result": "pending", "transaction_token": p.transaction_token,
+            "amount_cents": p.amount_cents, "psp_reference": p.psp_reference,
+            "metadata": pairs(&p.metadata),
+        }),
+        Outcome::Declined(d) => json!({
+            "result": "declined", "code": d.code, "message": d.message,
+            "transaction_token": d.transaction_token,
+        }),
+    }
+}
+
+/// The failure's kind (snake case) and message.
+pub fn failure_parts(f: &Failure) -> (&'static str, &str) {
+    match f {
+        Failure::Unsupported(m) => ("unsupported", m),
+        Failure::Unreachable(m) => ("unreachable", m),
+        Failure::Timeout(m) => ("timeout", m),
+        Failure::Misconfigured(m) => ("misconfigured", m),
+        Failure::BadResponse(m) => ("bad_response", m),
+        Failure::InvalidRequest(m) => ("invalid_request", m),
+        Failure::Unauthenticated(m) => ("unauthenticated", m),
+        Failure::Internal(m) => ("internal", m),
+    }
+}
+
+pub fn failure(f: &Failure) -> Value {
+    let (kind, message) = failure_parts(f);
+    json!({ "result": "failure", "kind": kind, "message": message })
+}
+
+pub fn tokenized(t: &Tokenized) -> Value {
+    json!({
+        "result": "tokenized", "customer_token": t.customer_token,
+        "payment_source_token": t.payment_source_token,
+    })
+}
+
+pub fn event(e: &PspEvent) -> Value {
+    json!({
+        "psp_reference": e.psp_reference,
+        "status": match e.status { super::types::FinalStatus::Succeeded => "succeeded", super::types::FinalStatus::Failed => "failed" },
+        "operation": e.operation.map(super::bindings::operation_name),
+        "code": e.code, "message": e.message, "amount_cents": e.amount_cents,
+    })
+}
+
+pub fn webhook(w: &WebhookReply) -> Value {
+    json!({
+        "result": "webhook", "status": w.status,
+        "events": w.events.iter().map(event).collect::<Vec<_>>(),
+    })
+}
+
+/// The kind of a host-side call error (snake case).
+pub fn call_error_kind(e: &GatewayCallError) -> &'static str {
+    match e {
+        GatewayCallError::UnknownGateway(_) => "unknown_gateway",
+        GatewayCallError::Call(CallError::NotLoaded(_)) => "plugin_not_loaded",
+        GatewayCallError::Call(CallError::Deadline(_)) => "deadline",
+        GatewayCallError::Call(CallError::OutOfMemory(_)) => "out_of_memory",
+        GatewayCallError::Call(CallError::Trap(_)) => "trap",
+        GatewayCallError::Call(CallError::Instantiate(_)) => "instantiate",
+    }
+}

@@ -1,0 +1,249 @@
+//! The wasmtime engine shared by all plugins and the per-call path: a fresh instance from a
+//! pre-linked `PluginPre` in a fresh store, under a memory cap, an epoch deadline and a
+//! wall-clock timeout, with every way a call can go wrong turned into a typed `CallError`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+use super::bindings::types::{
+    AuthorizeRequest, Failure, FollowUpRequest, Outcome, PluginInfo, SyncRequest, TokenizeRequest,
+    Tokenized, WebhookReply, WebhookRequest,
+};
+use super::bindings::{Plugin, PluginPre};
+use super::state::{GatewayContext, PluginState};
+
+/// How often the epoch advances: the granularity of CPU deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Why a plugin call produced no answer from the plugin.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum CallError {
+    #[error("plugin `{0}` is not loaded")]
+    NotLoaded(String),
+    #[error("plugin call exceeded its deadline of {0} ms")]
+    Deadline(u64),
+    #[error("plugin exceeded its memory limit of {0} MiB")]
+    OutOfMemory(u64),
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    #[error("plugin could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+/// One export call, with its typed request.
+#[derive(Debug, Clone)]
+pub enum Call {
+    Info,
+    Authorize(AuthorizeRequest),
+    Capture(FollowUpRequest),
+    Void(FollowUpRequest),
+    Refund(FollowUpRequest),
+    Tokenize(TokenizeRequest),
+    Sale(AuthorizeRequest),
+    Sync(SyncRequest),
+    HandleWebhook(WebhookRequest),
+}
+
+impl Call {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Call::Info => "info",
+            Call::Authorize(_) => "authorize",
+            Call::Capture(_) => "capture",
+            Call::Void(_) => "void",
+            Call::Refund(_) => "refund",
+            Call::Tokenize(_) => "tokenize",
+            Call::Sale(_) => "sale",
+            Call::Sync(_) => "sync",
+            Call::HandleWebhook(_) => "handle-webhook",
+        }
+    }
+}
+
+/// The plugin's answer to a `Call`, of the matching kind.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Info(PluginInfo),
+    Outcome(Result<Outcome, Failure>),
+    Tokenized(Result<Tokenized, Failure>),
+    Webhook(Result<WebhookReply, Failure>),
+}
+
+/// Limits that hold for every plugin instance.
+#[derive(Debug, Clone, Copy)]
+pub struct RuntimeLimits {
+    pub memory_bytes: usize,
+    pub max_instances: u32,
+}
+
+/// The engine, the linker with the host imports, and the instance budget.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    limits: RuntimeLimits,
+    instances: Arc<Semaphore>,
+    client: reqwest::Client,
+}
+
+impl Runtime {
+    pub fn new(limits: RuntimeLimits) -> anyhow::Result<Arc<Runtime>> {
+        let mut pool = PoolingAllocationConfig::new();
+        // A Rust component holds a few core instances and one memory; size the pool to
+        // the instance budget so a full pool means waiting, never failing.
+        let n = limits.max_instances;
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(8))
+            .total_memories(n)
+            .total_tables(n.saturating_mul(4))
+            .total_stacks(n)
+            .max_memory_size(limits.memory_bytes)
+            .max_unused_warm_slots(n.min(64));
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .concurrency_support(false)
+            .memory_init_cow(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        spawn_epoch_ticker(&engine);
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            limits,
+            instances: Arc::new(Semaphore::new(n as usize)),
+            client: super::outbound::client(),
+        }))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles a component (CPU-heavy: call off the async runtime).
+    pub fn compile(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
+        Component::new(&self.engine, wasm)
+    }
+
+    /// Links a component against the host imports and type-checks its exports.
+    pub fn prepare(&self, component: &Component) -> wasmtime::Result<PluginPre<PluginState>> {
+        let pre = self.linker.instantiate_pre(component)?;
+        PluginPre::new(pre)
+    }
+
+    /// Runs one export in a fresh instance, within the gateway's deadline.
+    pub async fn call(
+        &self,
+        pre: &PluginPre<PluginState>,
+        gateway: &Arc<GatewayContext>,
+        call: Call,
+    ) -> Result<Reply, CallError> {
+        let timeout = gateway.call_timeout;
+        let timeout_ms = timeout.as_millis() as u64;
+        let deadline = Instant::now() + timeout;
+        let work = async {
+            let _permit = self
+                .instances
+                .acquire()
+                .await
+                .map_err(|_| CallError::Instantiate("runtime shut down".into()))?;
+            let state = PluginState::new(
+                gateway.clone(),
+                self.client.clone(),
+                self.limits.memory_bytes,
+                deadline,
+            );
+            let mut store = Store::new(&self.engine, state);
+            store.limiter(|s| &mut s.memory);
+            store.set_epoch_deadline(1);
+            // Checked every tick while the guest runs: yield to other tasks, stop at the
+            // deadline. (A guest parked in a host call is bounded by the timeout below.)
+            store.epoch_deadline_callback(|ctx| {
+                if Instant::now() >= ctx.data().deadline {
+                    Ok(wasmtime::UpdateDeadline::Interrupt)
+                } else {
+                    Ok(wasmtime::UpdateDeadline::Yield(1))
+                }
+            });
+            let instance = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| classify(e, &store, &self.limits, timeout_ms, true))?;
+            invoke(&instance, &mut store, call)
+                .await
+                .map_err(|e| classify(e, &store, &self.limits, timeout_ms, false))
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(CallError::Deadline(timeout_ms)),
+        }
+    }
+}
+
+async fn invoke(
+    instance: &Plugin,
+    store: &mut Store<PluginState>,
+    call: Call,
+) -> wasmtime::Result<Reply> {
+    let api = instance.psp_plugin_adapter();
+    Ok(match call {
+        Call::Info => Reply::Info(api.call_info(&mut *store).await?),
+        Call::Authorize(r) => Reply::Outcome(api.call_authorize(&mut *store, &r).await?),
+        Call::Capture(r) => Reply::Outcome(api.call_capture(&mut *store, &r).await?),
+        Call::Void(r) => Reply::Outcome(api.call_void(&mut *store, &r).await?),
+        Call::Refund(r) => Reply::Outcome(api.call_refund(&mut *store, &r).await?),
+        Call::Tokenize(r) => Reply::Tokenized(api.call_tokenize(&mut *store, &r).await?),
+        Call::Sale(r) => Reply::Outcome(api.call_sale(&mut *store, &r).await?),
+        Call::Sync(r) => Reply::Outcome(api.call_sync(&mut *store, &r).await?),
+        Call::HandleWebhook(r) => Reply::Webhook(api.call_handle_webhook(&mut *store, &r).await?),
+    })
+}
+
+fn classify(
+    err: wasmtime::Error,
+    store: &Store<PluginState>,
+    limits: &RuntimeLimits,
+    timeout_ms: u64,
+    instantiating: bool,
+) -> CallError {
+    if store.data().memory.exceeded {
+        return CallError::OutOfMemory((limits.memory_bytes / (1024 * 1024)) as u64);
+    }
+    if err.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        return CallError::Deadline(timeout_ms);
+    }
+    if instantiating {
+        return CallError::Instantiate(format!("{err:#}"));
+    }
+    let trap = err
+        .downcast_ref::<wasmtime::Trap>()
+        .map_or_else(|| format!("{err:#}"), |t| t.to_string());
+    let stderr = store.data().stderr_tail();
+    if stderr.is_empty() {
+        CallError::Trap(trap)
+    } else {
+        CallError::Trap(format!("{trap} ({stderr})"))
+    }
+}
+
+/// Advances the engine's epoch every tick, on a plain thread so that a busy async runtime
+/// cannot delay it. Stops when the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("plugin-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawn epoch thread");
+}
