@@ -1,0 +1,249 @@
+//! Test support for end-to-end tests: builds the real `psp-gateway` binary and the real
+//! `.wasm` plugins (once per test process), runs the gateway on a free port with a config
+//! written for the test, and records its JSON log lines.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ sits in the workspace")
+        .to_owned()
+}
+
+/// Cargo's target directory (honours `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root().join(dir)
+            }
+        }
+        None => workspace_root().join("target"),
+    }
+}
+
+/// Builds the gateway binary (dev profile) and the plugins (wasm32-wasip2, release) once
+/// per process, so the tests never run against stale artifacts.
+pub fn ensure_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let run = |args: &[&str]| {
+            let mut cmd = Command::new(&cargo);
+            // Cargo's per-test variables would change build-script inputs (ring's, for one)
+            // and make this nested build redo work the outer build already did.
+            for (key, _) in std::env::vars_os() {
+                let key = key.to_string_lossy();
+                let keep = matches!(key.as_ref(), "CARGO_HOME" | "CARGO_TARGET_DIR");
+                if (key.starts_with("CARGO_") && !keep) || key == "OUT_DIR" {
+                    cmd.env_remove(key.as_ref());
+                }
+            }
+            let status = cmd
+                .args(args)
+                .current_dir(workspace_root())
+                .status()
+                .expect("run cargo");
+            assert!(status.success(), "cargo {args:?} failed");
+        };
+        run(&["build", "-p", "psp-gateway", "--bin", "psp-gateway"]);
+        run(&[
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "psp-plugin-sandbox",
+            "-p",
+            "fixture-misbehave",
+            "-p",
+            "fixture-echo-v1",
+            "-p",
+            "fixture-echo-v2",
+        ]);
+    });
+}
+
+/// The gateway binary.
+pub fn gateway_binary() -> PathBuf {
+    ensure_built();
+    target_dir().join("debug").join("psp-gateway")
+}
+
+/// A built plugin component: `sandbox`, `misbehave`, `echo_v1`, `echo_v2`.
+pub fn plugin_wasm(name: &str) -> PathBuf {
+    ensure_built();
+    let file = match name {
+        "sandbox" => "psp_plugin_sandbox.wasm".to_owned(),
+        other => format!("fixture_{other}.wasm"),
+    };
+    let path = target_dir()
+        .join("wasm32-wasip2")
+        .join("release")
+        .join(file);
+    assert!(path.exists(), "missing plugin build {}", path.display());
+    path
+}
+
+/// Installs a plugin the way operators are told to: write a dotfile, rename into place.
+pub fn deploy(plugins_dir: &Path, name: &str, bytes: &[u8]) {
+    let tmp = plugins_dir.join(format!(".{name}.wasm.part"));
+    std::fs::write(&tmp, bytes).expect("write plugin");
+    std::fs::rename(&tmp, plugins_dir.join(format!("{name}.wasm"))).expect("rename plugin");
+}
+
+/// Hex HMAC-SHA256, as the sandbox plugin's `Sandbox-Signature` header.
+pub fn hex_hmac(key: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A running `psp-gateway serve`, killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub addr: String,
+    logs: Arc<Mutex<Vec<Value>>>,
+    pub dir: PathBuf,
+    config: PathBuf,
+}
+
+/// A temp directory with `plugins/` inside, for one test.
+pub struct Workspace {
+    pub root: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(root.path().join("plugins")).expect("plugins dir");
+        Workspace { root }
+    }
+
+    pub fn plugins(&self) -> PathBuf {
+        self.root.path().join("plugins")
+    }
+
+    /// Copies a built plugin in as `<as_name>.wasm`.
+    pub fn install(&self, built: &str, as_name: &str) {
+        let bytes = std::fs::read(plugin_wasm(built)).expect("read plugin");
+        deploy(&self.plugins(), as_name, &bytes);
+    }
+
+    /// Writes `config.toml` (listening on a free port) and returns its path.
+    pub fn write_config(&self, body: &str) -> PathBuf {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://gateway.db\"\n{body}"
+        );
+        let path = self.root.path().join("config.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+}
+
+impl Default for Workspace {
+    fn default() -> Self {
+        Workspace::new()
+    }
+}
+
+impl Gateway {
+    /// Starts `serve` on a config and waits until it listens.
+    pub fn start(config: &Path, env: &[(&str, &str)]) -> Gateway {
+        let mut cmd = Command::new(gateway_binary());
+        cmd.args(["--log-format", "json", "serve", "--config"])
+            .arg(config)
+            .current_dir(config.parent().expect("config dir"))
+            .env("PSP_GATEWAY_LOG", "info,tower_http=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start psp-gateway");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().expect("stdout");
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let value =
+                    serde_json::from_str(&line).unwrap_or_else(|_| Value::String(line.clone()));
+                sink.lock().expect("logs").push(value);
+            }
+        });
+        let mut gateway = Gateway {
+            child,
+            addr: String::new(),
+            logs,
+            dir: config.parent().expect("config dir").to_owned(),
+            config: config.to_owned(),
+        };
+        let listening = gateway
+            .wait_for_log(Duration::from_secs(60), |l| l["message"] == "listening")
+            .unwrap_or_else(|| panic!("gateway did not start; logs:\n{}", gateway.dump_logs()));
+        gateway.addr = listening["addr"].as_str().expect("addr").to_owned();
+        gateway
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// Every log line so far.
+    pub fn logs(&self) -> Vec<Value> {
+        self.logs.lock().expect("logs").clone()
+    }
+
+    pub fn dump_logs(&self) -> String {
+        self.logs()
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Waits for a log line matching `pred` (looking at past lines too).
+    pub fn wait_for_log(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let start = Instant::now();
+        loop {
+            if let Some(found) = self.logs().into_iter().find(|l| pred(l)) {
+                return Some(found);
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no graceful anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
