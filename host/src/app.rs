@@ -7,12 +7,15 @@ use axum::Router;
 use axum::routing::{get, post};
 
 use crate::config::Config;
+use crate::payments::{Front, Payments};
 use crate::plugins::Plugins;
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub plugins: Arc<Plugins>,
+    pub payments: Payments,
+    pub commerce_layer: Arc<dyn Front>,
 }
 
 /// Largest request body any route accepts.
@@ -33,6 +36,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(crate::ops::healthz))
         .route("/psp/{gateway}/webhook", post(crate::psp_webhooks::receive))
+        .route(
+            "/commercelayer/{gateway}/{action}",
+            post(crate::protocol::commerce_layer::handle),
+        )
         .merge(admin)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -67,7 +67,80 @@ pub struct Config {
     #[serde(default)]
     pub admin: AdminConfig,
     #[serde(default)]
+    pub outbox: OutboxConfig,
+    #[serde(default)]
+    pub reconciler: ReconcilerConfig,
+    #[serde(default)]
     pub gateways: Vec<GatewayConfig>,
+}
+
+/// Delivery of callbacks: exponential backoff with jitter, capped, for at least a day.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Delay before the first retry; each retry doubles it.
+    #[serde(default = "default_first_retry_ms")]
+    pub first_retry_ms: u64,
+    /// The longest delay between two attempts.
+    #[serde(default = "default_max_retry_ms")]
+    pub max_retry_ms: u64,
+    /// Give up on a callback this long after it was queued.
+    #[serde(default = "default_give_up_after_ms")]
+    pub give_up_after_ms: u64,
+    /// Timeout of one delivery attempt.
+    #[serde(default = "default_delivery_timeout_ms")]
+    pub delivery_timeout_ms: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            first_retry_ms: default_first_retry_ms(),
+            max_retry_ms: default_max_retry_ms(),
+            give_up_after_ms: default_give_up_after_ms(),
+            delivery_timeout_ms: default_delivery_timeout_ms(),
+        }
+    }
+}
+
+fn default_first_retry_ms() -> u64 {
+    1_000
+}
+fn default_max_retry_ms() -> u64 {
+    3_600_000
+}
+fn default_give_up_after_ms() -> u64 {
+    72 * 3_600_000
+}
+fn default_delivery_timeout_ms() -> u64 {
+    5_000
+}
+
+/// Re-checks transactions left pending (a PSP notification that never came).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcilerConfig {
+    /// A transaction pending this long is asked about with the plugin's `sync` (0 = never).
+    #[serde(default = "default_reconcile_after_ms")]
+    pub after_ms: u64,
+    #[serde(default = "default_reconcile_interval_ms")]
+    pub interval_ms: u64,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        ReconcilerConfig {
+            after_ms: default_reconcile_after_ms(),
+            interval_ms: default_reconcile_interval_ms(),
+        }
+    }
+}
+
+fn default_reconcile_after_ms() -> u64 {
+    15 * 60_000
+}
+fn default_reconcile_interval_ms() -> u64 {
+    60_000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -178,11 +251,18 @@ pub struct GatewayConfig {
     pub max_response_bytes: u64,
     /// Overrides `plugins.call_timeout_ms` for this gateway.
     pub call_timeout_ms: Option<u64>,
+    /// A plugin call still running after this long is answered 202 and finished in the
+    /// background, so a slow PSP never trips the platform's circuit breaker.
+    #[serde(default = "default_async_after_ms")]
+    pub async_after_ms: u64,
     /// Settings handed to the plugin (`settings.get`); values may use `${VAR}`.
     #[serde(default)]
     pub settings: BTreeMap<String, Secret>,
 }
 
+fn default_async_after_ms() -> u64 {
+    3_000
+}
 fn default_http_timeout_ms() -> u64 {
     8_000
 }
@@ -276,6 +356,19 @@ impl Config {
                 "must be positive".into(),
             ));
         }
+        if self.outbox.first_retry_ms == 0 || self.outbox.max_retry_ms < self.outbox.first_retry_ms
+        {
+            return Err(invalid(
+                "outbox.first_retry_ms".into(),
+                "must be positive and at most outbox.max_retry_ms".into(),
+            ));
+        }
+        if self.reconciler.interval_ms == 0 {
+            return Err(invalid(
+                "reconciler.interval_ms".into(),
+                "must be positive".into(),
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, gw) in self.gateways.iter().enumerate() {
             let key = |field: &str| format!("gateways[{i}].{field}");
@@ -303,6 +396,9 @@ impl Config {
             if let Some(url) = &gw.webhook_endpoint_url {
                 url::Url::parse(url)
                     .map_err(|e| invalid(key("webhook_endpoint_url"), e.to_string()))?;
+            }
+            if gw.async_after_ms == 0 {
+                return Err(invalid(key("async_after_ms"), "must be positive".into()));
             }
             if gw.call_timeout_ms == Some(0) {
                 return Err(invalid(key("call_timeout_ms"), "must be positive".into()));

@@ -37,6 +37,15 @@ pub async fn receive(
             for event in &reply.events {
                 tracing::info!(gateway, event = %views::event(event), "psp event");
             }
+            // Recorded before the PSP is answered: if this fails, the PSP retries.
+            if let Err(e) = state.payments.apply_events(&gateway, &reply.events).await {
+                tracing::error!(gateway, "cannot apply psp events: {e}");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    axum::Json(json!({"error": "cannot record the notification now"})),
+                )
+                    .into_response();
+            }
             let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
             (
                 status,

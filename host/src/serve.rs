@@ -8,7 +8,10 @@ use anyhow::{Context, bail};
 
 use crate::app::{AppState, router};
 use crate::config::Config;
+use crate::outbox::Outbox;
+use crate::payments::Payments;
 use crate::plugins::{Plugins, watch};
+use crate::protocol::commerce_layer::CommerceLayer;
 
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
@@ -30,6 +33,33 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         );
     }
     let plugins = Arc::new(plugins);
+    let store = crate::store::open(config.store.url.expose())
+        .await
+        .context("opening the store")?;
+    let config = Arc::new(config);
+    let outbox_wake = Arc::new(tokio::sync::Notify::new());
+    let commerce_layer = CommerceLayer::front();
+    let payments = Payments::new(
+        store.clone(),
+        plugins.clone(),
+        config.clone(),
+        vec![commerce_layer.clone()],
+        outbox_wake.clone(),
+    );
+    tokio::spawn(Outbox::new(store.clone(), config.outbox.clone(), outbox_wake).run());
+    if config.reconciler.after_ms > 0 {
+        tokio::spawn(crate::outbox::reconcile_forever(
+            payments.clone(),
+            Duration::from_millis(config.reconciler.interval_ms),
+        ));
+    }
+    let waiting = store
+        .callbacks_waiting()
+        .await
+        .context("reading the outbox")?;
+    if waiting > 0 {
+        tracing::info!(waiting, "resuming callback deliveries");
+    }
     let _watch = watch::spawn(
         plugins.registry().clone(),
         config.plugins.watch,
@@ -41,8 +71,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, gateways = config.gateways.len(), "listening");
     let state = AppState {
-        config: Arc::new(config),
+        config,
         plugins,
+        payments,
+        commerce_layer,
     };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())

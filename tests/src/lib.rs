@@ -2,6 +2,9 @@
 //! `.wasm` plugins (once per test process), runs the gateway on a free port with a config
 //! written for the test, and records its JSON log lines.
 
+pub mod cl;
+pub mod receiver;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,305 @@
+//! Commerce Layer's external payment gateway: `POST /commercelayer/{gateway}/{action}` for
+//! authorize, capture, void, refund and token. Signature first (over the raw bytes, in
+//! constant time), then parsing, then the shared engine; answers and callbacks are shaped
+//! as Commerce Layer documents them.
+
+pub mod parse;
+
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use serde_json::{Map, Value, json};
+use tracing::Instrument;
+
+use crate::app::{AppState, BODY_LIMIT};
+use crate::config::GatewayConfig;
+use crate::payments::{FailureKind, FinalOutcome, Front, PaymentResult, RefusalCode};
+use crate::signature::{constant_time_eq, hmac_sha256};
+use crate::store::{Action, NewCallback, StoredAnswer, Transaction};
+use parse::Rejection;
+
+pub const SIGNATURE_HEADER: &str = "X-CommerceLayer-Signature";
+
+/// Base64 HMAC-SHA256 of `body` keyed with the shared secret's bytes as written.
+pub fn sign(shared_secret: &str, body: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(hmac_sha256(shared_secret.as_bytes(), body))
+}
+
+/// The Commerce Layer front.
+pub struct CommerceLayer;
+
+impl CommerceLayer {
+    pub fn front() -> Arc<dyn Front> {
+        Arc::new(CommerceLayer)
+    }
+}
+
+fn answer(status: StatusCode, body: Value) -> StoredAnswer {
+    StoredAnswer {
+        status: status.as_u16(),
+        body: body.to_string(),
+    }
+}
+
+fn error_answer(status: StatusCode, code: &str, message: &str) -> StoredAnswer {
+    answer(
+        status,
+        json!({"success": false, "error": {"code": code, "message": message}}),
+    )
+}
+
+fn object(pairs: &[(String, String)]) -> Value {
+    Value::Object(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect::<Map<_, _>>(),
+    )
+}
+
+impl Front for CommerceLayer {
+    fn name(&self) -> &'static str {
+        "commerce_layer"
+    }
+
+    fn render(&self, _action: Action, result: &PaymentResult) -> StoredAnswer {
+        match result {
+            PaymentResult::Approved {
+                transaction_token,
+                amount_cents,
+                messages,
+                metadata,
+            } => answer(
+                StatusCode::OK,
+                json!({"success": true, "data": {
+                    "transaction_token": transaction_token, "amount_cents": amount_cents,
+                    "messages": messages, "metadata": object(metadata)}}),
+            ),
+            PaymentResult::Pending {
+                transaction_token,
+                amount_cents,
+                action_id,
+                metadata,
+            } => answer(
+                StatusCode::ACCEPTED,
+                json!({"success": true, "data": {
+                    "transaction_token": transaction_token, "amount_cents": amount_cents,
+                    "action_id": action_id, "metadata": object(metadata)}}),
+            ),
+            PaymentResult::Declined {
+                transaction_token,
+                amount_cents,
+                code,
+                message,
+            } => answer(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"success": false,
+                    "data": {"transaction_token": transaction_token, "amount_cents": amount_cents},
+                    "error": {"code": code, "message": message}}),
+            ),
+            PaymentResult::Tokenized {
+                customer_token,
+                payment_source_token,
+            } => {
+                let mut data = Map::new();
+                if let Some(c) = customer_token {
+                    data.insert("customer_token".into(), Value::String(c.clone()));
+                }
+                data.insert(
+                    "payment_source_token".into(),
+                    Value::String(payment_source_token.clone()),
+                );
+                answer(StatusCode::OK, json!({"success": true, "data": data}))
+            }
+            PaymentResult::Refused { code, message } => {
+                let status = match code {
+                    RefusalCode::UnknownGateway => StatusCode::NOT_FOUND,
+                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                };
+                error_answer(status, code.as_str(), message)
+            }
+            PaymentResult::Failed { kind, message } => {
+                let status = match kind {
+                    FailureKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+                    FailureKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                    FailureKind::Unavailable => StatusCode::BAD_GATEWAY,
+                    FailureKind::InProgress => StatusCode::CONFLICT,
+                };
+                error_answer(status, kind.code(), message)
+            }
+        }
+    }
+
+    fn callback(
+        &self,
+        gateway: &GatewayConfig,
+        txn: &Transaction,
+        outcome: &FinalOutcome,
+    ) -> Option<NewCallback> {
+        let url = gateway.webhook_endpoint_url.clone()?;
+        let secret = gateway.shared_secret.as_ref()?;
+        let action_id = txn.action_id.clone()?;
+        let mut data = Map::new();
+        data.insert("action_id".into(), Value::String(action_id.clone()));
+        data.insert("message".into(), Value::String(outcome.message.clone()));
+        if let Some(code) = &outcome.error_code {
+            data.insert("error_code".into(), Value::String(code.clone()));
+        }
+        if let Some(detail) = &outcome.error_detail {
+            data.insert("error_detail".into(), Value::String(detail.clone()));
+        }
+        let body = serde_json::to_vec(&json!({"success": outcome.succeeded, "data": data}))
+            .expect("JSON serialises");
+        Some(NewCallback {
+            gateway: gateway.id.clone(),
+            url,
+            action_id: Some(action_id),
+            headers: vec![
+                ("Content-Type".into(), "application/json".into()),
+                (SIGNATURE_HEADER.into(), sign(secret.expose(), &body)),
+            ],
+            body,
+        })
+    }
+}
+
+fn respond(a: StoredAnswer) -> Response {
+    let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, "application/json")], a.body).into_response()
+}
+
+fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+    respond(error_answer(status, code, message))
+}
+
+/// `POST /commercelayer/{gateway}/{action}`.
+pub async fn handle(
+    State(state): State<AppState>,
+    Path((gateway, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request_id = format!("req_{}", hex::encode(rand::random::<[u8; 8]>()));
+    let span = tracing::info_span!("commerce_layer", %request_id, %gateway, %action);
+    let response = serve(state, gateway, action, headers, body)
+        .instrument(span.clone())
+        .await;
+    span.in_scope(|| tracing::info!(status = response.status().as_u16(), "answered"));
+    response
+}
+
+async fn serve(
+    state: AppState,
+    gateway: String,
+    action: String,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(action) = Action::parse(&action).filter(|a| *a != Action::Sale) else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "unknown_action",
+            "use authorize, capture, void, refund or token",
+        );
+    };
+    let Some(config) = state.config.gateway(&gateway) else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "unknown_gateway",
+            &format!("unknown gateway `{gateway}`"),
+        );
+    };
+    let Some(secret) = &config.shared_secret else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "unknown_gateway",
+            &format!("gateway `{gateway}` has no Commerce Layer shared_secret"),
+        );
+    };
+    let body = match to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the body exceeds 1 MiB",
+            );
+        }
+    };
+    // Authenticate before reading a byte of the document.
+    let Some(given) = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()) else {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "missing_signature",
+            "X-CommerceLayer-Signature is required",
+        );
+    };
+    let expected = sign(secret.expose(), &body);
+    if !constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            "X-CommerceLayer-Signature does not match the body",
+        );
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if content_type != "application/json" && content_type != "application/vnd.api+json" {
+        return refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send application/json or application/vnd.api+json",
+        );
+    }
+    let request = match parse::parse(&gateway, action, &body) {
+        Ok(r) => r,
+        Err(Rejection::Malformed(e)) => {
+            return refuse(StatusCode::BAD_REQUEST, "invalid_payload", &e.to_string());
+        }
+        Err(Rejection::CardNumber) => {
+            tracing::warn!("refused a payment source token that looks like a card number");
+            return refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "card_number_refused",
+                "payment_source_token looks like a card number; send the PSP's token",
+            );
+        }
+    };
+    match state.payments.execute(&state.commerce_layer, request).await {
+        Ok(answer) => respond(answer),
+        Err(e) => {
+            tracing::error!("payment engine: {e}");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the gateway cannot record payments right now",
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_the_reference_vector() {
+        let body =
+            br#"{"success":true,"data":{"action_id":"tr_abc123","message":"Payment authorized"}}"#;
+        assert_eq!(
+            sign("1c0994cc4e996e8c6ee56a2198f66f3c", body),
+            "aO/vfPXJj0E0HOhDrVoo+f8jJP8Aw4+TNxpKDijyIo0="
+        );
+    }
+}
