@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
     ));
     Router::new()
         .route("/healthz", get(crate::ops::healthz))
+        .route("/metrics", get(crate::ops::metrics))
         .route("/psp/{gateway}/webhook", post(crate::psp_webhooks::receive))
         .route(
             "/commercelayer/{gateway}/{action}",

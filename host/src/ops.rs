@@ -19,6 +19,33 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
+/// Prometheus text exposition: plugin calls, loaded plugins, callbacks waiting.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    use std::fmt::Write;
+    let mut out = String::new();
+    out.push_str("# HELP psp_plugin_calls_total Plugin calls by gateway, operation and result.\n");
+    out.push_str("# TYPE psp_plugin_calls_total counter\n");
+    for ((gateway, op, result), n) in state.plugins.call_counts() {
+        let _ = writeln!(
+            out,
+            "psp_plugin_calls_total{{gateway=\"{gateway}\",operation=\"{op}\",result=\"{result}\"}} {n}"
+        );
+    }
+    out.push_str(
+        "# HELP psp_plugins_loaded Plugins loaded now.\n# TYPE psp_plugins_loaded gauge\n",
+    );
+    let _ = writeln!(
+        out,
+        "psp_plugins_loaded {}",
+        state.plugins.registry().loaded().len()
+    );
+    if let Ok(waiting) = state.payments.store().callbacks_waiting().await {
+        out.push_str("# HELP psp_callbacks_waiting Callbacks queued and not yet delivered.\n# TYPE psp_callbacks_waiting gauge\n");
+        let _ = writeln!(out, "psp_callbacks_waiting {waiting}");
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
 #[derive(Serialize)]
 struct PluginView {
     name: String,

@@ -36,6 +36,8 @@ pub enum GatewayCallError {
 pub struct Plugins {
     registry: Arc<Registry>,
     gateways: HashMap<String, Arc<GatewayContext>>,
+    /// Plugin calls by (gateway, operation, result), for `/metrics`.
+    calls: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str, &'static str), u64>>,
 }
 
 impl Plugins {
@@ -61,11 +63,21 @@ impl Plugins {
             .iter()
             .map(|gw| (gw.id.clone(), Arc::new(gateway_context(gw, config))))
             .collect();
-        Ok(Plugins { registry, gateways })
+        Ok(Plugins {
+            registry,
+            gateways,
+            calls: Default::default(),
+        })
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// Plugin calls so far: ((gateway, operation, answered | error), count).
+    pub fn call_counts(&self) -> Vec<((String, &'static str, &'static str), u64)> {
+        let calls = self.calls.lock().expect("call counters");
+        calls.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     pub fn gateway(&self, id: &str) -> Option<&Arc<GatewayContext>> {
@@ -84,6 +96,13 @@ impl Plugins {
             .ok_or_else(|| CallError::NotLoaded(ctx.plugin.clone()))?;
         let op = call.name();
         let result = self.registry.runtime().call(&plugin.pre, ctx, call).await;
+        let outcome = if result.is_ok() { "answered" } else { "error" };
+        *self
+            .calls
+            .lock()
+            .expect("call counters")
+            .entry((gateway.to_owned(), op, outcome))
+            .or_default() += 1;
         if let Err(e) = &result {
             tracing::warn!(gateway, plugin = %ctx.plugin, version = %plugin.info.version, op, "plugin call failed: {e}");
         }

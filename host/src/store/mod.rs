@@ -1,6 +1,7 @@
 //! Durable state: payment transactions (with the answer given, for idempotent replay) and
 //! the outbox of callbacks. `Store` is the one interface; `sqlite` is the embedded default.
 
+mod group_commit;
 pub mod sqlite;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -198,6 +199,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("unsupported store url `{0}` (use sqlite://FILE)")]
     UnsupportedUrl(String),
+    #[error("write not committed: {0}")]
+    Commit(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
 }

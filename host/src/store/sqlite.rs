@@ -1,20 +1,27 @@
-//! The embedded store: one SQLite file in WAL mode. Every write is one `BEGIN IMMEDIATE`
-//! transaction, so balance checks and inserts cannot interleave.
+//! The embedded store: one SQLite file in WAL mode. Writes go through one writer task
+//! (`group_commit`) on the only write connection, so a balance check and the insert it
+//! guards can never interleave with another write; reads use a separate pool.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction as DbTransaction};
+use sqlx::{ConnectOptions, Row, SqliteConnection};
 
+use super::group_commit::Writer;
 use super::*;
 
 pub struct SqliteStore {
-    pool: SqlitePool,
+    /// SQLite allows one writer at a time: queueing writes in one task (an async wait,
+    /// batched into one commit) is far cheaper than SQLite's sleeping busy handler.
+    writer: Writer,
+    /// Readers run beside the writer (WAL).
+    reader: SqlitePool,
 }
 
 const COLUMNS: &str = "id, gateway, front, action, idempotency_key, resource_id, parent_id, \
@@ -30,16 +37,16 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
+        let mut conn = options.connect().await?;
+        migrate(&mut conn).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
             .await?;
-        migrate(&pool).await?;
-        Ok(SqliteStore { pool })
-    }
-
-    async fn write(&self) -> Result<DbTransaction<'static, Sqlite>, StoreError> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(SqliteStore {
+            writer: Writer::spawn(conn),
+            reader,
+        })
     }
 }
 
@@ -47,8 +54,9 @@ impl SqliteStore {
 const MIGRATIONS: &[(i64, &str)] =
     &[(1, include_str!("../../migrations/sqlite/0001_payments.sql"))];
 
-async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
         .execute(&mut *tx)
         .await?;
@@ -104,13 +112,13 @@ fn row_to_transaction(row: &SqliteRow) -> Result<Transaction, StoreError> {
 
 /// The amount a follow-up may still draw from its parent.
 async fn available(
-    tx: &mut DbTransaction<'static, Sqlite>,
+    conn: &mut SqliteConnection,
     parent_id: &str,
     rule: BalanceRule,
 ) -> Result<i64, StoreError> {
     let parent: i64 = sqlx::query_scalar("SELECT amount_cents FROM transactions WHERE id = ?")
         .bind(parent_id)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *conn)
         .await?;
     let drawn = |action: &'static str| {
         sqlx::query_scalar::<_, i64>(
@@ -122,13 +130,13 @@ async fn available(
         .bind(action)
     };
     Ok(match rule {
-        BalanceRule::Refund => parent - drawn("refund").fetch_one(&mut **tx).await?,
+        BalanceRule::Refund => parent - drawn("refund").fetch_one(&mut *conn).await?,
         BalanceRule::Capture | BalanceRule::Void => {
-            let voided = drawn("void").fetch_one(&mut **tx).await?;
+            let voided = drawn("void").fetch_one(&mut *conn).await?;
             if voided > 0 {
                 0
             } else {
-                parent - drawn("capture").fetch_one(&mut **tx).await?
+                parent - drawn("capture").fetch_one(&mut *conn).await?
             }
         }
     })
@@ -141,86 +149,35 @@ impl Store for SqliteStore {
         new: NewTransaction,
         rule: Option<BalanceRule>,
     ) -> Result<Begin, StoreError> {
-        let mut tx = self.write().await?;
-        let existing = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM transactions WHERE idempotency_key = ?"
-        ))
-        .bind(&new.idempotency_key)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = existing {
-            return Ok(Begin::Existing(row_to_transaction(&row)?));
-        }
-        if let (Some(rule), Some(parent)) = (rule, &new.parent_id) {
-            let available = available(&mut tx, parent, rule).await?;
-            let fits = match rule {
-                BalanceRule::Void => available > 0,
-                _ => new.amount_cents <= available,
-            };
-            if !fits {
-                return Ok(Begin::InsufficientBalance { available });
-            }
-        }
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO transactions (id, gateway, front, action, idempotency_key, resource_id, \
-             parent_id, transaction_token, amount_cents, currency, status, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'processing', ?, ?)",
-        )
-        .bind(&new.id)
-        .bind(&new.gateway)
-        .bind(&new.front)
-        .bind(new.action.as_str())
-        .bind(&new.idempotency_key)
-        .bind(&new.resource_id)
-        .bind(&new.parent_id)
-        .bind(&new.transaction_token)
-        .bind(new.amount_cents)
-        .bind(&new.currency)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Begin::Started(Transaction {
-            id: new.id,
-            gateway: new.gateway,
-            front: new.front,
-            action: new.action,
-            idempotency_key: new.idempotency_key,
-            resource_id: new.resource_id,
-            parent_id: new.parent_id,
-            transaction_token: new.transaction_token,
-            psp_token: None,
-            psp_reference: None,
-            action_id: None,
-            amount_cents: new.amount_cents,
-            currency: new.currency,
-            status: Status::Processing,
-            error_code: None,
-            error_message: None,
-            response: None,
-            created_at: now,
-            updated_at: now,
-        }))
+        self.writer
+            .submit(move |conn| async move { begin(conn, new, rule).await }.boxed())
+            .await
     }
 
     async fn retry(&self, id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE transactions SET status = 'processing', response_status = NULL, \
-             response_body = NULL, updated_at = ? WHERE id = ? AND status = 'failed'",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let id = id.to_owned();
+        self.writer
+            .submit(move |conn| {
+                async move {
+                    let done = sqlx::query(
+                        "UPDATE transactions SET status = 'processing', response_status = NULL, \
+                         response_body = NULL, updated_at = ? WHERE id = ? AND status = 'failed'",
+                    )
+                    .bind(now_ms())
+                    .bind(&id)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+                .boxed()
+            })
+            .await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Transaction>, StoreError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM transactions WHERE id = ?"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.reader)
             .await?;
         row.as_ref().map(row_to_transaction).transpose()
     }
@@ -230,7 +187,7 @@ impl Store for SqliteStore {
             "SELECT {COLUMNS} FROM transactions WHERE idempotency_key = ?"
         ))
         .bind(idempotency_key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?;
         row.as_ref().map(row_to_transaction).transpose()
     }
@@ -247,7 +204,7 @@ impl Store for SqliteStore {
         ))
         .bind(gateway)
         .bind(token)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         for row in &rows {
             let t = row_to_transaction(row)?;
@@ -269,7 +226,7 @@ impl Store for SqliteStore {
         ))
         .bind(gateway)
         .bind(psp_reference)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter().map(row_to_transaction).collect()
     }
@@ -277,61 +234,16 @@ impl Store for SqliteStore {
     async fn complete(
         &self,
         id: &str,
-        c: Completion,
+        completion: Completion,
         callback: Option<NewCallback>,
         only_if: Option<Status>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.write().await?;
-        let now = now_ms();
-        let (response_status, response_body) = match &c.response {
-            Some(a) => (Some(a.status as i64), Some(a.body.clone())),
-            None => (None, None),
-        };
-        // COALESCE: a completion without a stored answer keeps the one already given
-        // (a deferred call's 202 stays the answer replayed to duplicates).
-        let updated = sqlx::query(
-            "UPDATE transactions SET status = ?, \
-             transaction_token = COALESCE(?, transaction_token), psp_token = COALESCE(?, psp_token), psp_reference = COALESCE(?, psp_reference), \
-             action_id = COALESCE(?, action_id), error_code = ?, error_message = ?, \
-             response_status = COALESCE(?, response_status), \
-             response_body = COALESCE(?, response_body), updated_at = ? \
-             WHERE id = ? AND (? IS NULL OR status = ?)",
-        )
-        .bind(c.status.as_str())
-        .bind(&c.transaction_token)
-        .bind(&c.psp_token)
-        .bind(&c.psp_reference)
-        .bind(&c.action_id)
-        .bind(&c.error_code)
-        .bind(&c.error_message)
-        .bind(response_status)
-        .bind(response_body)
-        .bind(now)
-        .bind(id)
-        .bind(only_if.map(Status::as_str))
-        .bind(only_if.map(Status::as_str))
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Ok(false);
-        }
-        if let Some(cb) = callback {
-            sqlx::query(
-                "INSERT INTO outbox (gateway, url, action_id, headers, body, next_attempt_at, \
-                 created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&cb.gateway)
-            .bind(&cb.url)
-            .bind(&cb.action_id)
-            .bind(serde_json::to_string(&cb.headers).expect("headers serialise"))
-            .bind(&cb.body)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        let id = id.to_owned();
+        self.writer
+            .submit(move |conn| {
+                async move { complete(conn, &id, completion, callback, only_if).await }.boxed()
+            })
+            .await
     }
 
     async fn pending_before(
@@ -345,7 +257,7 @@ impl Store for SqliteStore {
         ))
         .bind(before_ms)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter().map(row_to_transaction).collect()
     }
@@ -356,49 +268,29 @@ impl Store for SqliteStore {
         lease_until_ms: i64,
         limit: i64,
     ) -> Result<Vec<Callback>, StoreError> {
-        let mut tx = self.write().await?;
-        let rows = sqlx::query(
-            "SELECT id, gateway, url, action_id, headers, body, attempts, created_at FROM outbox \
-             WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= ? \
-             ORDER BY next_attempt_at, id LIMIT ?",
-        )
-        .bind(now_ms)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for row in rows {
-            let id: i64 = row.try_get("id")?;
-            // The lease: if this worker dies mid-delivery, the row is due again after it.
-            sqlx::query("UPDATE outbox SET next_attempt_at = ? WHERE id = ?")
-                .bind(lease_until_ms)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            let headers: String = row.try_get("headers")?;
-            claimed.push(Callback {
-                id,
-                gateway: row.try_get("gateway")?,
-                url: row.try_get("url")?,
-                action_id: row.try_get("action_id")?,
-                headers: serde_json::from_str(&headers)
-                    .map_err(|e| StoreError::Corrupt(format!("outbox headers: {e}")))?,
-                body: row.try_get("body")?,
-                attempts: row.try_get("attempts")?,
-                created_at: row.try_get("created_at")?,
-            });
-        }
-        tx.commit().await?;
-        Ok(claimed)
+        self.writer
+            .submit(move |conn| {
+                async move { claim_callbacks(conn, now_ms, lease_until_ms, limit).await }.boxed()
+            })
+            .await
     }
 
     async fn callback_delivered(&self, id: i64, at_ms: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?")
-            .bind(at_ms)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.writer
+            .submit(move |conn| {
+                async move {
+                    sqlx::query(
+                        "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?",
+                    )
+                    .bind(at_ms)
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await
     }
 
     async fn callback_failed(
@@ -408,34 +300,207 @@ impl Store for SqliteStore {
         error: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        match next_attempt_ms {
-            Some(next) => sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? \
-                 WHERE id = ?",
-            )
-            .bind(next)
-            .bind(error)
-            .bind(id),
-            None => sqlx::query(
-                "UPDATE outbox SET attempts = attempts + 1, dead_at = ?, last_error = ? \
-                 WHERE id = ?",
-            )
-            .bind(now_ms)
-            .bind(error)
-            .bind(id),
-        }
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let error = error.to_owned();
+        self.writer
+            .submit(move |conn| {
+                async move {
+                    match next_attempt_ms {
+                        Some(next) => sqlx::query(
+                            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, \
+                             last_error = ? WHERE id = ?",
+                        )
+                        .bind(next)
+                        .bind(&error)
+                        .bind(id),
+                        None => sqlx::query(
+                            "UPDATE outbox SET attempts = attempts + 1, dead_at = ?, \
+                             last_error = ? WHERE id = ?",
+                        )
+                        .bind(now_ms)
+                        .bind(&error)
+                        .bind(id),
+                    }
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await
     }
 
     async fn callbacks_waiting(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&self.reader)
         .await?)
     }
+}
+
+async fn begin(
+    conn: &mut SqliteConnection,
+    new: NewTransaction,
+    rule: Option<BalanceRule>,
+) -> Result<Begin, StoreError> {
+    let existing = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM transactions WHERE idempotency_key = ?"
+    ))
+    .bind(&new.idempotency_key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = existing {
+        return Ok(Begin::Existing(row_to_transaction(&row)?));
+    }
+    if let (Some(rule), Some(parent)) = (rule, &new.parent_id) {
+        let available = available(conn, parent, rule).await?;
+        let fits = match rule {
+            BalanceRule::Void => available > 0,
+            _ => new.amount_cents <= available,
+        };
+        if !fits {
+            return Ok(Begin::InsufficientBalance { available });
+        }
+    }
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO transactions (id, gateway, front, action, idempotency_key, resource_id, \
+         parent_id, transaction_token, amount_cents, currency, status, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'processing', ?, ?)",
+    )
+    .bind(&new.id)
+    .bind(&new.gateway)
+    .bind(&new.front)
+    .bind(new.action.as_str())
+    .bind(&new.idempotency_key)
+    .bind(&new.resource_id)
+    .bind(&new.parent_id)
+    .bind(&new.transaction_token)
+    .bind(new.amount_cents)
+    .bind(&new.currency)
+    .bind(now)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Begin::Started(Transaction {
+        id: new.id,
+        gateway: new.gateway,
+        front: new.front,
+        action: new.action,
+        idempotency_key: new.idempotency_key,
+        resource_id: new.resource_id,
+        parent_id: new.parent_id,
+        transaction_token: new.transaction_token,
+        psp_token: None,
+        psp_reference: None,
+        action_id: None,
+        amount_cents: new.amount_cents,
+        currency: new.currency,
+        status: Status::Processing,
+        error_code: None,
+        error_message: None,
+        response: None,
+        created_at: now,
+        updated_at: now,
+    }))
+}
+
+async fn complete(
+    conn: &mut SqliteConnection,
+    id: &str,
+    c: Completion,
+    callback: Option<NewCallback>,
+    only_if: Option<Status>,
+) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let (response_status, response_body) = match &c.response {
+        Some(a) => (Some(a.status as i64), Some(a.body.clone())),
+        None => (None, None),
+    };
+    // COALESCE: a completion without a stored answer keeps the one already given (a
+    // deferred call's 202 stays the answer replayed to duplicates).
+    let updated = sqlx::query(
+        "UPDATE transactions SET status = ?, \
+         transaction_token = COALESCE(?, transaction_token), psp_token = COALESCE(?, psp_token), \
+         psp_reference = COALESCE(?, psp_reference), action_id = COALESCE(?, action_id), \
+         error_code = ?, error_message = ?, response_status = COALESCE(?, response_status), \
+         response_body = COALESCE(?, response_body), updated_at = ? \
+         WHERE id = ? AND (? IS NULL OR status = ?)",
+    )
+    .bind(c.status.as_str())
+    .bind(&c.transaction_token)
+    .bind(&c.psp_token)
+    .bind(&c.psp_reference)
+    .bind(&c.action_id)
+    .bind(&c.error_code)
+    .bind(&c.error_message)
+    .bind(response_status)
+    .bind(response_body)
+    .bind(now)
+    .bind(id)
+    .bind(only_if.map(Status::as_str))
+    .bind(only_if.map(Status::as_str))
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Ok(false);
+    }
+    if let Some(cb) = callback {
+        sqlx::query(
+            "INSERT INTO outbox (gateway, url, action_id, headers, body, next_attempt_at, \
+             created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&cb.gateway)
+        .bind(&cb.url)
+        .bind(&cb.action_id)
+        .bind(serde_json::to_string(&cb.headers).expect("headers serialise"))
+        .bind(&cb.body)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(true)
+}
+
+async fn claim_callbacks(
+    conn: &mut SqliteConnection,
+    now_ms: i64,
+    lease_until_ms: i64,
+    limit: i64,
+) -> Result<Vec<Callback>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, gateway, url, action_id, headers, body, attempts, created_at FROM outbox \
+         WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= ? \
+         ORDER BY next_attempt_at, id LIMIT ?",
+    )
+    .bind(now_ms)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        // The lease: if this worker dies mid-delivery, the row is due again after it.
+        sqlx::query("UPDATE outbox SET next_attempt_at = ? WHERE id = ?")
+            .bind(lease_until_ms)
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        let headers: String = row.try_get("headers")?;
+        claimed.push(Callback {
+            id,
+            gateway: row.try_get("gateway")?,
+            url: row.try_get("url")?,
+            action_id: row.try_get("action_id")?,
+            headers: serde_json::from_str(&headers)
+                .map_err(|e| StoreError::Corrupt(format!("outbox headers: {e}")))?,
+            body: row.try_get("body")?,
+            attempts: row.try_get("attempts")?,
+            created_at: row.try_get("created_at")?,
+        });
+    }
+    Ok(claimed)
 }
 
 #[cfg(test)]
@@ -668,5 +733,75 @@ mod tests {
         );
         s.callback_delivered(claimed[0].id, now).await.unwrap();
         assert_eq!(s.callbacks_waiting().await.unwrap(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn concurrent_captures_never_exceed_the_balance() {
+        let (_d, s) = store().await;
+        let s = std::sync::Arc::new(s);
+        s.begin(new("auth", Action::Authorize, "k0", None, 1000), None)
+            .await
+            .unwrap();
+        s.complete("auth", approved(), None, None).await.unwrap();
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let id = format!("c{i}");
+                    s.begin(
+                        new(&id, Action::Capture, &id, Some("auth"), 100),
+                        Some(BalanceRule::Capture),
+                    )
+                    .await
+                    .unwrap()
+                })
+            })
+            .collect();
+        let mut started = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap(), Begin::Started(_)) {
+                started += 1;
+            }
+        }
+        assert_eq!(started, 10, "exactly the authorized amount is captured");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_failing_write_does_not_spoil_its_batch() {
+        let (_d, s) = store().await;
+        let s = std::sync::Arc::new(s);
+        s.begin(new("dup", Action::Authorize, "k-dup", None, 1), None)
+            .await
+            .unwrap();
+        // Same primary key, other idempotency key: the insert fails inside the batch.
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let id = if i % 5 == 0 {
+                        "dup".to_owned()
+                    } else {
+                        format!("ok{i}")
+                    };
+                    s.begin(new(&id, Action::Authorize, &format!("k{i}"), None, 1), None)
+                        .await
+                })
+            })
+            .collect();
+        let (mut ok, mut failed) = (0, 0);
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(Begin::Started(_)) => ok += 1,
+                Err(StoreError::Database(_)) => failed += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!((ok, failed), (16, 4));
+        for i in (0..20).filter(|i| i % 5 != 0) {
+            assert!(
+                s.get(&format!("ok{i}")).await.unwrap().is_some(),
+                "ok{i} was committed"
+            );
+        }
     }
 }
