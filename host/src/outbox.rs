@@ -11,8 +11,6 @@ use tokio::sync::Notify;
 use crate::config::OutboxConfig;
 use crate::store::{Callback, Store, now_ms};
 
-/// How long a claimed row stays invisible to other workers while being delivered.
-const LEASE_MS: i64 = 60_000;
 const BATCH: i64 = 32;
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
@@ -68,10 +66,11 @@ impl Outbox {
     /// Delivers one batch of due callbacks; returns how many were attempted.
     pub async fn deliver_due(&self) -> Result<usize, crate::store::StoreError> {
         let now = now_ms();
-        let due = self
-            .store
-            .claim_callbacks(now, now + LEASE_MS, BATCH)
-            .await?;
+        // A claimed row stays invisible to other workers while it is delivered; if this
+        // process dies mid-delivery it is due again once the lease (twice the delivery
+        // timeout) has passed.
+        let lease = 2 * self.config.delivery_timeout_ms as i64 + 1_000;
+        let due = self.store.claim_callbacks(now, now + lease, BATCH).await?;
         let n = due.len();
         let results = futures::future::join_all(due.into_iter().map(|cb| async move {
             let outcome = self.send(&cb).await;

@@ -430,7 +430,7 @@ impl Payments {
                     "plugin task failed: {e}"
                 ))))
             });
-            let (result, completion) = settle(&txn, reply, Some(action_id));
+            let (result, completion) = settle(&txn, reply, Some(action_id.clone()));
             log_result(&txn, &result);
             let outcome = match &result {
                 PaymentResult::Approved { .. } => Some(FinalOutcome {
@@ -466,11 +466,13 @@ impl Payments {
             };
             let mut updated = txn.clone();
             updated.psp_reference = completion.psp_reference.clone().or(updated.psp_reference);
+            // `txn` was read before the 202: the callback must carry the action id answered then.
+            updated.action_id = Some(action_id);
             let callback = outcome
                 .as_ref()
                 .and_then(|o| front.callback(&gateway, &updated, o));
             if outcome.is_some() && callback.is_none() {
-                tracing::error!(gateway = %txn.gateway, "no webhook_endpoint_url: the final outcome of a 202 cannot be reported");
+                tracing::error!(gateway = %txn.gateway, "the final outcome of a 202 cannot be reported: the gateway needs webhook_endpoint_url and shared_secret");
             }
             match engine
                 .inner
@@ -597,6 +599,12 @@ impl Payments {
             let Some(op) = operation_of(txn.action) else {
                 continue;
             };
+            // A deferred call that never came back (the host stopped mid-call) left no PSP
+            // token or reference: there is nothing the PSP could be asked about.
+            if txn.psp_token.is_none() && txn.psp_reference.is_none() {
+                tracing::warn!(txn = %txn.id, action_id = ?txn.action_id, "pending without any PSP reference: needs an operator");
+                continue;
+            }
             let call = Call::Sync(SyncRequest {
                 operation: op,
                 transaction_token: txn

@@ -23,6 +23,46 @@ pub fn workspace_root() -> PathBuf {
         .to_owned()
 }
 
+/// The Python interpreter of the repository's venv (`scripts/setup-fakes`), with
+/// localstripe and the official `stripe` and `Adyen` packages.
+pub fn venv_python() -> PathBuf {
+    let python = workspace_root().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "run scripts/setup-fakes first (missing {})",
+        python.display()
+    );
+    python
+}
+
+/// Prism (`@stoplight/prism-cli`), installed by `scripts/setup-fakes`.
+pub fn prism_binary() -> PathBuf {
+    let prism = workspace_root().join("tests/fakes/node_modules/.bin/prism");
+    assert!(
+        prism.exists(),
+        "run scripts/setup-fakes first (missing {})",
+        prism.display()
+    );
+    prism
+}
+
+/// A spec from `../shared/reference/psp-specs/` (shared/ sits beside the repository).
+pub fn psp_spec(file: &str) -> PathBuf {
+    let path = workspace_root()
+        .join("../shared/reference/psp-specs")
+        .join(file);
+    assert!(path.exists(), "missing PSP spec {}", path.display());
+    path
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released: good enough for a test fake).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
 /// Cargo's target directory (honours `CARGO_TARGET_DIR`).
 pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
@@ -71,6 +111,10 @@ pub fn ensure_built() {
             "-p",
             "psp-plugin-sandbox",
             "-p",
+            "psp-plugin-stripe",
+            "-p",
+            "psp-plugin-adyen",
+            "-p",
             "fixture-misbehave",
             "-p",
             "fixture-echo-v1",
@@ -86,11 +130,12 @@ pub fn gateway_binary() -> PathBuf {
     target_dir().join("debug").join("psp-gateway")
 }
 
-/// A built plugin component: `sandbox`, `misbehave`, `echo_v1`, `echo_v2`.
+/// A built plugin component: `sandbox`, `stripe`, `adyen`, or a fixture (`misbehave`,
+/// `echo_v1`, `echo_v2`).
 pub fn plugin_wasm(name: &str) -> PathBuf {
     ensure_built();
     let file = match name {
-        "sandbox" => "psp_plugin_sandbox.wasm".to_owned(),
+        "sandbox" | "stripe" | "adyen" => format!("psp_plugin_{name}.wasm"),
         other => format!("fixture_{other}.wasm"),
     };
     let path = target_dir()
