@@ -203,7 +203,7 @@ impl Payments {
         let refuse = |code: RefusalCode, message: String| {
             Ok(front.render(req.action, &PaymentResult::Refused { code, message }))
         };
-        let Some(gateway) = self.inner.config.gateway(&req.gateway).cloned() else {
+        let Some(gateway) = self.inner.config.gateway(&req.gateway) else {
             return refuse(
                 RefusalCode::UnknownGateway,
                 format!("unknown gateway `{}`", req.gateway),
@@ -246,13 +246,13 @@ impl Payments {
                 );
             }
             Begin::Existing(existing) => {
-                match self.join_existing(front, &gateway, existing, &req).await? {
+                match self.join_existing(front, gateway, existing, &req).await? {
                     Joined::Answer(answer) => return Ok(answer),
                     Joined::Retry(txn) => *txn,
                 }
             }
         };
-        self.perform(front, &gateway, txn, parent, req).await
+        self.perform(front, gateway, txn, parent, req).await
     }
 
     /// A request whose key exists: replay its answer, wait for it, or retry a failure.

@@ -1163,3 +1163,43 @@ async fn slow_psp_is_deferred_then_called_back() {
     eprintln!("slow psp: 202 in {answered_in:?}, callback after {settled_in:?}");
     assert_no_leaks(&gw, &[]);
 }
+
+/// A PSP notification that never comes: the reconciler asks the plugin (`sync`), and the
+/// final outcome reaches Commerce Layer through the outbox as a notification's would. A
+/// payment the PSP still reports pending is left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn reconciler_settles_payments_whose_notification_never_came() {
+    let receiver = Receiver::start(SHARED_SECRET).await;
+    let (_ws, gw) = start(
+        &[("sandbox", "sandbox")],
+        "[reconciler]\nafter_ms = 300\ninterval_ms = 200",
+        &[gateway_toml(
+            "sandbox",
+            "sandbox",
+            Some(&receiver.url()),
+            "",
+        )],
+    );
+    let sim = simulator(&gw, "sandbox");
+    let (lost, _) = sim.authorize(&Order::sample(), "tok_pending_sync").await;
+    assert_eq!(lost.status, 202, "{lost}");
+    let (waiting, _) = sim.authorize(&Order::sample(), "tok_pending").await;
+    assert_eq!(waiting.status, 202, "{waiting}");
+    let lost_id = lost.action_id().unwrap().to_owned();
+    let waiting_id = waiting.action_id().unwrap().to_owned();
+
+    let cb = wait_callback(&receiver, &gw, &lost_id, Duration::from_secs(10)).await;
+    assert!(cb.signature_valid, "{:?}", cb.signature);
+    assert_eq!(cb.json["success"], true, "{}", cb.json);
+    let store = Store::open(&gw).await;
+    assert_eq!(store.by_action_id(&lost_id).await.status, "approved");
+
+    // Several reconcile rounds later the other one is still pending, and nothing was sent.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(plugin_calls(&gw, "sandbox", "sync").await >= 2);
+    assert!(callbacks_for(&receiver, &waiting_id).is_empty());
+    assert_eq!(store.by_action_id(&waiting_id).await.status, "pending");
+    assert_eq!(callbacks_for(&receiver, &lost_id).len(), 1);
+    store.close().await;
+    assert_no_leaks(&gw, &[]);
+}

@@ -102,6 +102,8 @@ impl Plugin for Sandbox {
 psp_plugin_sdk::export_plugin!(Sandbox);
 
 const PENDING_PREFIX: &str = "sbx_pend_";
+/// Pending, but no notification will ever come: only `sync` settles it (approved).
+const SYNC_PENDING_PREFIX: &str = "sbx_wait_";
 const SLOW_PREFIX: &str = "tok_slow_";
 
 /// Authorize and sale: the token picks the outcome.
@@ -114,6 +116,11 @@ fn pay(req: &AuthorizeRequest) -> Result<Outcome, Failure> {
             message: "The sandbox declined the card (tok_decline)".into(),
             transaction_token: Some(derive("sbx_decl_", &req.idempotency_key)),
         })),
+        "tok_pending_sync" => {
+            // A PSP whose notification is lost: the reconciler's `sync` finds it approved.
+            let token = derive(SYNC_PENDING_PREFIX, &req.idempotency_key);
+            Ok(Outcome::pending(token.clone(), amount, token))
+        }
         "tok_pending" => {
             // The token is the reference the notification will carry, so the host can match
             // the notification to this transaction by either.

@@ -164,6 +164,29 @@ fn tokenize_saves_a_payment_source() {
 }
 
 #[test]
+fn tok_pending_sync_is_pending_until_synced() {
+    let token = match offline(|| {
+        Sandbox::authorize(testing::authorize_request("tok_pending_sync", 700, "EUR"))
+    }) {
+        Ok(Outcome::Pending(p)) => {
+            assert!(p.psp_reference.starts_with("sbx_wait_"), "{p:?}");
+            assert_eq!(p.psp_reference, p.transaction_token);
+            p.transaction_token
+        }
+        other => panic!("expected pending, got {other:?}"),
+    };
+    let synced = offline(|| {
+        Sandbox::sync(testing::sync_request(
+            Operation::Authorize,
+            &token,
+            700,
+            "EUR",
+        ))
+    });
+    assert!(matches!(synced, Ok(Outcome::Approved(_))), "{synced:?}");
+}
+
+#[test]
 fn sync_keeps_pending_references_pending() {
     let pending = derive("sbx_pend_", "k");
     match offline(|| {
