@@ -219,20 +219,37 @@ pub async fn send(
     })
     .await
     .unwrap_or(Err(OutboundError::Timeout));
-    // Path only: query strings and bodies may carry secrets or card data.
+    // Path only, ids shortened: query strings and bodies may carry secrets or card data,
+    // and PSPs put reusable ids (payment methods, customers) in paths.
+    let path = redact_path(url.path());
     match &result {
         Ok(resp) => tracing::info!(
-            method = %req.method, host = %authority(&url), path = url.path(),
+            method = %req.method, host = %authority(&url), path = %path,
             status = resp.status, elapsed_ms = started.elapsed().as_millis() as u64,
             "psp request"
         ),
         Err(e) => tracing::warn!(
-            method = %req.method, host = %authority(&url), path = url.path(),
+            method = %req.method, host = %authority(&url), path = %path,
             error = %e, elapsed_ms = started.elapsed().as_millis() as u64,
             "psp request failed"
         ),
     }
     result
+}
+
+/// A URL path with every segment that looks like an id (it has a digit and is longer than
+/// ten characters) shortened to its first and last four characters.
+fn redact_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            if seg.len() > 10 && seg.chars().any(|c| c.is_ascii_digit()) {
+                crate::payments::redact_token(seg)
+            } else {
+                seg.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn classify_reqwest(e: reqwest::Error) -> OutboundError {
@@ -317,6 +334,16 @@ mod tests {
             p.check("https://example.com/"),
             Err(OutboundError::Denied(_))
         ));
+    }
+
+    #[test]
+    fn ids_in_paths_are_shortened() {
+        assert_eq!(
+            redact_path("/v1/payment_methods/pm_1Q2w3E4r5T6y7U8i/attach"),
+            "/v1/payment_methods/pm_1…7U8i/attach"
+        );
+        assert_eq!(redact_path("/v71/payments"), "/v71/payments");
+        assert_eq!(redact_path("/v1/customers"), "/v1/customers");
     }
 
     #[test]
