@@ -16,6 +16,9 @@ pub struct AppState {
     pub plugins: Arc<Plugins>,
     pub payments: Payments,
     pub commerce_layer: Arc<dyn Front>,
+    pub pgm: Arc<dyn Front>,
+    /// Wakes the outbox worker when a callback is queued.
+    pub outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 /// Largest request body any route accepts.
@@ -42,6 +45,7 @@ pub fn router(state: AppState) -> Router {
             post(crate::protocol::commerce_layer::handle),
         )
         .merge(admin)
+        .merge(crate::protocol::pgm::routes(state.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

@@ -255,6 +255,11 @@ pub struct GatewayConfig {
     /// background, so a slow PSP never trips the platform's circuit breaker.
     #[serde(default = "default_async_after_ms")]
     pub async_after_ms: u64,
+    /// Mia-Platform PGM: where payment status changes are pushed (its PAYMENT_CALLBACK_URL).
+    pub pgm_callback_url: Option<String>,
+    /// Mia-Platform PGM: a bearer token required on `/v3/{gateway}/...` (PGM documents no
+    /// authentication; without it, protect the route at the network level).
+    pub pgm_auth_token: Option<Secret>,
     /// Settings handed to the plugin (`settings.get`); values may use `${VAR}`.
     #[serde(default)]
     pub settings: BTreeMap<String, Secret>,
@@ -393,9 +398,13 @@ impl Config {
                 crate::plugins::outbound::HostPattern::parse(pattern)
                     .map_err(|m| invalid(key(&format!("allowed_hosts[{j}]")), m))?;
             }
-            if let Some(url) = &gw.webhook_endpoint_url {
-                url::Url::parse(url)
-                    .map_err(|e| invalid(key("webhook_endpoint_url"), e.to_string()))?;
+            for (field, url) in [
+                ("webhook_endpoint_url", &gw.webhook_endpoint_url),
+                ("pgm_callback_url", &gw.pgm_callback_url),
+            ] {
+                if let Some(url) = url {
+                    url::Url::parse(url).map_err(|e| invalid(key(field), e.to_string()))?;
+                }
             }
             if gw.async_after_ms == 0 {
                 return Err(invalid(key("async_after_ms"), "must be positive".into()));

@@ -587,60 +587,81 @@ impl Payments {
         let stale = self.inner.store.pending_before(now_ms() - age, 100).await?;
         let mut settled = 0;
         for txn in stale {
-            if self
+            if self.refresh(&txn).await? {
+                settled += 1;
+            }
+        }
+        Ok(settled)
+    }
+
+    /// Asks the plugin (`sync`) about one pending transaction and settles it if the PSP
+    /// has a final answer. True if it changed.
+    pub async fn refresh(&self, txn: &Transaction) -> Result<bool, PaymentError> {
+        if txn.status != Status::Pending
+            || self
                 .inner
                 .in_flight
                 .lock()
                 .expect("in-flight")
                 .contains(&txn.id)
-            {
-                continue;
-            }
-            let Some(op) = operation_of(txn.action) else {
-                continue;
-            };
-            // A deferred call that never came back (the host stopped mid-call) left no PSP
-            // token or reference: there is nothing the PSP could be asked about.
-            if txn.psp_token.is_none() && txn.psp_reference.is_none() {
-                tracing::warn!(txn = %txn.id, action_id = ?txn.action_id, "pending without any PSP reference: needs an operator");
-                continue;
-            }
-            let call = Call::Sync(SyncRequest {
-                operation: op,
-                transaction_token: txn
-                    .psp_token
-                    .clone()
-                    .unwrap_or_else(|| txn.transaction_token.clone()),
-                psp_reference: txn.psp_reference.clone(),
-                amount: Money {
-                    amount_cents: txn.amount_cents as u64,
-                    currency: txn.currency.clone(),
-                },
-            });
-            let outcome = match self.inner.plugins.call(&txn.gateway, call).await {
-                Ok(Reply::Outcome(Ok(Outcome::Approved(_)))) => FinalOutcome {
-                    succeeded: true,
-                    message: "Confirmed by the PSP on reconciliation".into(),
-                    error_code: None,
-                    error_detail: None,
-                },
-                Ok(Reply::Outcome(Ok(Outcome::Declined(d)))) => FinalOutcome {
-                    succeeded: false,
-                    message: d.message.clone(),
-                    error_code: Some(d.code),
-                    error_detail: Some(d.message),
-                },
-                Ok(Reply::Outcome(Ok(Outcome::Pending(_)))) => continue,
-                other => {
-                    tracing::debug!(txn = %txn.id, "sync gave no final state: {other:?}");
-                    continue;
-                }
-            };
-            if self.finish_pending(&txn, &outcome).await? {
-                settled += 1;
-            }
+        {
+            return Ok(false);
         }
-        Ok(settled)
+        let Some(op) = operation_of(txn.action) else {
+            return Ok(false);
+        };
+        // A deferred call that never came back (the host stopped mid-call) left no PSP
+        // token or reference: there is nothing the PSP could be asked about.
+        if txn.psp_token.is_none() && txn.psp_reference.is_none() {
+            tracing::warn!(txn = %txn.id, action_id = ?txn.action_id, "pending without any PSP reference: needs an operator");
+            return Ok(false);
+        }
+        let call = Call::Sync(SyncRequest {
+            operation: op,
+            transaction_token: txn
+                .psp_token
+                .clone()
+                .unwrap_or_else(|| txn.transaction_token.clone()),
+            psp_reference: txn.psp_reference.clone(),
+            amount: Money {
+                amount_cents: txn.amount_cents as u64,
+                currency: txn.currency.clone(),
+            },
+        });
+        let outcome = match self.inner.plugins.call(&txn.gateway, call).await {
+            Ok(Reply::Outcome(Ok(Outcome::Approved(_)))) => FinalOutcome {
+                succeeded: true,
+                message: "Confirmed by the PSP on reconciliation".into(),
+                error_code: None,
+                error_detail: None,
+            },
+            Ok(Reply::Outcome(Ok(Outcome::Declined(d)))) => FinalOutcome {
+                succeeded: false,
+                message: d.message.clone(),
+                error_code: Some(d.code),
+                error_detail: Some(d.message),
+            },
+            Ok(Reply::Outcome(Ok(Outcome::Pending(_)))) => return Ok(false),
+            other => {
+                tracing::debug!(txn = %txn.id, "sync gave no final state: {other:?}");
+                return Ok(false);
+            }
+        };
+        self.finish_pending(txn, &outcome).await
+    }
+
+    /// The transaction a front answered `token` for, on `gateway`, among `actions`.
+    pub async fn find(
+        &self,
+        gateway: &str,
+        token: &str,
+        actions: &[Action],
+    ) -> Result<Option<Transaction>, PaymentError> {
+        Ok(self
+            .inner
+            .store
+            .find_by_token(gateway, token, actions)
+            .await?)
     }
 }
 
@@ -806,7 +827,12 @@ fn settle(
             c.error_message = Some(d.message.clone());
             (
                 PaymentResult::Declined {
-                    transaction_token: d.transaction_token,
+                    // Without a PSP token the host's own names the attempt, so a front can
+                    // still refer to it (PGM's paymentId, CL's transaction token).
+                    transaction_token: Some(
+                        d.transaction_token
+                            .unwrap_or_else(|| txn.transaction_token.clone()),
+                    ),
                     amount_cents: txn.amount_cents as u64,
                     code: d.code,
                     message: d.message,

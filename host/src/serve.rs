@@ -12,6 +12,7 @@ use crate::outbox::Outbox;
 use crate::payments::Payments;
 use crate::plugins::{Plugins, watch};
 use crate::protocol::commerce_layer::CommerceLayer;
+use crate::protocol::pgm::Pgm;
 
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
@@ -39,14 +40,15 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
     let commerce_layer = CommerceLayer::front();
+    let pgm = Pgm::front();
     let payments = Payments::new(
         store.clone(),
         plugins.clone(),
         config.clone(),
-        vec![commerce_layer.clone()],
+        vec![commerce_layer.clone(), pgm.clone()],
         outbox_wake.clone(),
     );
-    tokio::spawn(Outbox::new(store.clone(), config.outbox.clone(), outbox_wake).run());
+    tokio::spawn(Outbox::new(store.clone(), config.outbox.clone(), outbox_wake.clone()).run());
     if config.reconciler.after_ms > 0 {
         tokio::spawn(crate::outbox::reconcile_forever(
             payments.clone(),
@@ -75,6 +77,8 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         plugins,
         payments,
         commerce_layer,
+        pgm,
+        outbox_wake,
     };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())

@@ -2,3 +2,4 @@
 //! payment engine (`crate::payments`).
 
 pub mod commerce_layer;
+pub mod pgm;

@@ -193,6 +193,21 @@ pub struct Callback {
     pub created_at: i64,
 }
 
+/// A saved payment source charged on the merchant's request (PGM manual subscriptions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub token: String,
+    pub gateway: String,
+    pub shop_transaction_id: String,
+    pub customer_token: Option<String>,
+    pub payment_source_token: String,
+    pub currency: String,
+    pub interval_unit: Option<String>,
+    pub interval_count: Option<i64>,
+    /// `PENDING`, `ACTIVE` or `EXPIRED`.
+    pub status: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -276,6 +291,29 @@ pub trait Store: Send + Sync {
 
     /// Callbacks not yet delivered nor given up on.
     async fn callbacks_waiting(&self) -> Result<i64, StoreError>;
+
+    /// Queues a callback on its own (not tied to a state change).
+    async fn enqueue_callback(&self, callback: NewCallback) -> Result<(), StoreError>;
+
+    /// The amount drawn from a parent by its children of `action` that hold balance.
+    async fn drawn(&self, parent_id: &str, action: Action) -> Result<i64, StoreError>;
+
+    /// Saves a subscription; the existing one if its (gateway, shop transaction id) exists.
+    async fn save_subscription(&self, s: Subscription) -> Result<Subscription, StoreError>;
+
+    async fn subscription(
+        &self,
+        gateway: &str,
+        token: &str,
+    ) -> Result<Option<Subscription>, StoreError>;
+
+    /// Sets a subscription's status; false if there is no such subscription.
+    async fn set_subscription_status(
+        &self,
+        gateway: &str,
+        token: &str,
+        status: &str,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Opens the store a URL names, running migrations.

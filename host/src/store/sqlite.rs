@@ -51,8 +51,13 @@ impl SqliteStore {
 }
 
 /// Schema versions, applied in order, each once, each in one transaction.
-const MIGRATIONS: &[(i64, &str)] =
-    &[(1, include_str!("../../migrations/sqlite/0001_payments.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_payments.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_subscriptions.sql"),
+    ),
+];
 
 async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
     use sqlx::Connection;
@@ -110,6 +115,10 @@ fn row_to_transaction(row: &SqliteRow) -> Result<Transaction, StoreError> {
     })
 }
 
+/// What a parent's children of one action hold: those that succeeded or may still.
+const DRAWN: &str = "SELECT COALESCE(SUM(amount_cents), 0) FROM transactions \
+    WHERE parent_id = ? AND action = ? AND status IN ('processing', 'approved', 'pending')";
+
 /// The amount a follow-up may still draw from its parent.
 async fn available(
     conn: &mut SqliteConnection,
@@ -121,13 +130,9 @@ async fn available(
         .fetch_one(&mut *conn)
         .await?;
     let drawn = |action: &'static str| {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT COALESCE(SUM(amount_cents), 0) FROM transactions \
-             WHERE parent_id = ? AND action = ? \
-             AND status IN ('processing', 'approved', 'pending')",
-        )
-        .bind(parent_id)
-        .bind(action)
+        sqlx::query_scalar::<_, i64>(DRAWN)
+            .bind(parent_id)
+            .bind(action)
     };
     Ok(match rule {
         BalanceRule::Refund => parent - drawn("refund").fetch_one(&mut *conn).await?,
@@ -336,6 +341,146 @@ impl Store for SqliteStore {
         .fetch_one(&self.reader)
         .await?)
     }
+
+    async fn enqueue_callback(&self, cb: NewCallback) -> Result<(), StoreError> {
+        self.writer
+            .submit(move |conn| {
+                async move {
+                    insert_callback(conn, &cb, now_ms()).await?;
+                    Ok(())
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn drawn(&self, parent_id: &str, action: Action) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(DRAWN)
+            .bind(parent_id)
+            .bind(action.as_str())
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
+    async fn save_subscription(&self, sub: Subscription) -> Result<Subscription, StoreError> {
+        self.writer
+            .submit(move |conn| {
+                async move {
+                    let now = now_ms();
+                    sqlx::query(
+                        "INSERT INTO subscriptions (token, gateway, shop_transaction_id, \
+                         customer_token, payment_source_token, currency, interval_unit, \
+                         interval_count, status, created_at, updated_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                         ON CONFLICT (gateway, shop_transaction_id) DO NOTHING",
+                    )
+                    .bind(&sub.token)
+                    .bind(&sub.gateway)
+                    .bind(&sub.shop_transaction_id)
+                    .bind(&sub.customer_token)
+                    .bind(&sub.payment_source_token)
+                    .bind(&sub.currency)
+                    .bind(&sub.interval_unit)
+                    .bind(sub.interval_count)
+                    .bind(&sub.status)
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                    let row = sqlx::query(&format!(
+                        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions \
+                         WHERE gateway = ? AND shop_transaction_id = ?"
+                    ))
+                    .bind(&sub.gateway)
+                    .bind(&sub.shop_transaction_id)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    row_to_subscription(&row)
+                }
+                .boxed()
+            })
+            .await
+    }
+
+    async fn subscription(
+        &self,
+        gateway: &str,
+        token: &str,
+    ) -> Result<Option<Subscription>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE gateway = ? AND token = ?"
+        ))
+        .bind(gateway)
+        .bind(token)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(row_to_subscription).transpose()
+    }
+
+    async fn set_subscription_status(
+        &self,
+        gateway: &str,
+        token: &str,
+        status: &str,
+    ) -> Result<bool, StoreError> {
+        let (gateway, token, status) = (gateway.to_owned(), token.to_owned(), status.to_owned());
+        self.writer
+            .submit(move |conn| {
+                async move {
+                    let done = sqlx::query(
+                        "UPDATE subscriptions SET status = ?, updated_at = ? \
+                         WHERE gateway = ? AND token = ?",
+                    )
+                    .bind(&status)
+                    .bind(now_ms())
+                    .bind(&gateway)
+                    .bind(&token)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(done.rows_affected() == 1)
+                }
+                .boxed()
+            })
+            .await
+    }
+}
+
+const SUBSCRIPTION_COLUMNS: &str = "token, gateway, shop_transaction_id, customer_token, \
+    payment_source_token, currency, interval_unit, interval_count, status";
+
+fn row_to_subscription(row: &SqliteRow) -> Result<Subscription, StoreError> {
+    Ok(Subscription {
+        token: row.try_get("token")?,
+        gateway: row.try_get("gateway")?,
+        shop_transaction_id: row.try_get("shop_transaction_id")?,
+        customer_token: row.try_get("customer_token")?,
+        payment_source_token: row.try_get("payment_source_token")?,
+        currency: row.try_get("currency")?,
+        interval_unit: row.try_get("interval_unit")?,
+        interval_count: row.try_get("interval_count")?,
+        status: row.try_get("status")?,
+    })
+}
+
+async fn insert_callback(
+    conn: &mut SqliteConnection,
+    cb: &NewCallback,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (gateway, url, action_id, headers, body, next_attempt_at, \
+         created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&cb.gateway)
+    .bind(&cb.url)
+    .bind(&cb.action_id)
+    .bind(serde_json::to_string(&cb.headers).expect("headers serialise"))
+    .bind(&cb.body)
+    .bind(now)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 async fn begin(
@@ -446,19 +591,7 @@ async fn complete(
         return Ok(false);
     }
     if let Some(cb) = callback {
-        sqlx::query(
-            "INSERT INTO outbox (gateway, url, action_id, headers, body, next_attempt_at, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&cb.gateway)
-        .bind(&cb.url)
-        .bind(&cb.action_id)
-        .bind(serde_json::to_string(&cb.headers).expect("headers serialise"))
-        .bind(&cb.body)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+        insert_callback(conn, &cb, now).await?;
     }
     Ok(true)
 }

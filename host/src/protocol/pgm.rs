@@ -1,0 +1,843 @@
+//! Mia-Platform Payment Gateway Manager's "external provider" contract, under
+//! `/v3/{gateway}`: a translation onto the shared payment engine. `pay` is a sale (or an
+//! authorization and a capture when the plugin has no sale), `refund` draws on the paid
+//! amount, `status`/`check`/`callback` read the stored payment and refresh it with the
+//! plugin's `sync` while pending, and manual subscriptions are a saved payment source
+//! (tokenize) charged with merchant-initiated sales.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::config::GatewayConfig;
+use crate::payments::{
+    FailureKind, FinalOutcome, Front, PaymentRequest, PaymentResult, RefusalCode,
+};
+use crate::plugins::types::Operation;
+use crate::signature::constant_time_eq;
+use crate::store::{Action, NewCallback, Status, StoredAnswer, Subscription, Transaction};
+
+/// The PGM front.
+pub struct Pgm;
+
+impl Pgm {
+    pub fn front() -> Arc<dyn Front> {
+        Arc::new(Pgm)
+    }
+}
+
+/// The routes, relative to `/v3/{gateway}`.
+pub fn routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/v3/{gateway}/pay", post(pay))
+        .route("/v3/{gateway}/refund", post(refund))
+        .route("/v3/{gateway}/status", get(status).post(status_post))
+        .route("/v3/{gateway}/check", get(check))
+        .route("/v3/{gateway}/callback", get(callback).post(callback))
+        .route("/v3/{gateway}/subscription/schedule", post(schedule))
+        .route("/v3/{gateway}/subscription/start", post(subscription_start))
+        .route("/v3/{gateway}/subscription/pay", post(subscription_pay))
+        .route(
+            "/v3/{gateway}/subscription/update/{token}",
+            post(subscription_update),
+        )
+        .route(
+            "/v3/{gateway}/subscription/status/{token}",
+            get(subscription_status),
+        )
+        .route(
+            "/v3/{gateway}/subscription/expire/{token}",
+            post(subscription_expire).delete(subscription_expire),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(state, authenticate))
+}
+
+type Answer = (StatusCode, Json<Value>);
+
+fn ko(status: StatusCode, description: impl Into<String>) -> Answer {
+    (
+        status,
+        Json(json!({"result": "KO", "resultDescription": description.into()})),
+    )
+}
+
+fn bad_request(description: impl Into<String>) -> Answer {
+    ko(StatusCode::BAD_REQUEST, description)
+}
+
+fn stored(answer: &StoredAnswer) -> Answer {
+    let body = serde_json::from_str(&answer.body).unwrap_or(Value::Null);
+    (
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK),
+        Json(body),
+    )
+}
+
+/// The optional per-gateway bearer token (`pgm_auth_token`), compared in constant time.
+async fn authenticate(
+    State(state): State<AppState>,
+    Path(params): Path<Vec<(String, String)>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let gateway = params
+        .iter()
+        .find(|(k, _)| k == "gateway")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    let Some(config) = state.config.gateway(gateway) else {
+        return ko(
+            StatusCode::NOT_FOUND,
+            format!("unknown gateway `{gateway}`"),
+        )
+        .into_response();
+    };
+    if let Some(token) = &config.pgm_auth_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+            return ko(StatusCode::UNAUTHORIZED, "a valid bearer token is required")
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// The collapsed PGM status of a stored payment.
+fn pgm_status(status: Status) -> &'static str {
+    match status {
+        Status::Approved => "ACCEPTED",
+        Status::Pending | Status::Processing => "PENDING",
+        Status::Declined | Status::Failed => "FAILED",
+    }
+}
+
+fn status_object(gateway: &GatewayConfig, txn: &Transaction) -> Value {
+    json!({
+        "status": pgm_status(txn.status),
+        "paymentId": txn.transaction_token,
+        "shopTransactionId": txn.resource_id,
+        "providerName": gateway.plugin,
+        "amount": txn.amount_cents,
+        "currency": txn.currency,
+    })
+}
+
+impl Front for Pgm {
+    fn name(&self) -> &'static str {
+        "pgm"
+    }
+
+    fn render(&self, action: Action, result: &PaymentResult) -> StoredAnswer {
+        let (status, body) = match result {
+            PaymentResult::Approved {
+                transaction_token, ..
+            } => (
+                StatusCode::OK,
+                json!({"result": "OK", "paymentId": transaction_token}),
+            ),
+            PaymentResult::Pending {
+                transaction_token,
+                metadata,
+                ..
+            } => {
+                let redirect = metadata
+                    .iter()
+                    .find(|(k, _)| k == "redirectToUrl" || k == "redirect_url")
+                    .map(|(_, v)| v.clone());
+                let body = match redirect {
+                    Some(url) => {
+                        json!({"result": "REDIRECT_TO_URL", "paymentId": transaction_token, "redirectToUrl": url})
+                    }
+                    None => json!({"result": "PENDING", "paymentId": transaction_token}),
+                };
+                (StatusCode::OK, body)
+            }
+            PaymentResult::Declined {
+                transaction_token,
+                code,
+                message,
+                ..
+            } => (
+                StatusCode::OK,
+                json!({"result": "KO", "resultDescription": format!("{code}: {message}"), "paymentId": transaction_token}),
+            ),
+            PaymentResult::Tokenized {
+                customer_token,
+                payment_source_token,
+            } => (
+                StatusCode::OK,
+                json!({"result": "OK", "customerToken": customer_token, "paymentSourceToken": payment_source_token}),
+            ),
+            PaymentResult::Refused { code, message } => {
+                let status = match code {
+                    RefusalCode::UnknownGateway | RefusalCode::UnknownTransaction => {
+                        StatusCode::NOT_FOUND
+                    }
+                    _ => StatusCode::OK,
+                };
+                (
+                    status,
+                    json!({"result": "KO", "resultDescription": format!("{}: {message}", code.as_str())}),
+                )
+            }
+            PaymentResult::Failed { kind, message } => {
+                let status = match kind {
+                    FailureKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+                    FailureKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                    FailureKind::Unavailable => StatusCode::BAD_GATEWAY,
+                    FailureKind::InProgress => StatusCode::CONFLICT,
+                };
+                (
+                    status,
+                    json!({"result": "KO", "resultDescription": format!("{}: {message}", kind.code())}),
+                )
+            }
+        };
+        // A refund answers only its result.
+        let body = if action == Action::Refund {
+            json!({"result": body["result"], "resultDescription": body.get("resultDescription")})
+        } else {
+            body
+        };
+        StoredAnswer {
+            status: status.as_u16(),
+            body: body.to_string(),
+        }
+    }
+
+    fn callback(
+        &self,
+        gateway: &GatewayConfig,
+        txn: &Transaction,
+        outcome: &FinalOutcome,
+    ) -> Option<NewCallback> {
+        if !matches!(txn.action, Action::Sale | Action::Capture) {
+            return None;
+        }
+        let mut settled = txn.clone();
+        settled.status = if outcome.succeeded {
+            Status::Approved
+        } else {
+            Status::Declined
+        };
+        push(gateway, &settled)
+    }
+}
+
+/// The status object POSTed to the gateway's `pgm_callback_url`, if it has one.
+fn push(gateway: &GatewayConfig, txn: &Transaction) -> Option<NewCallback> {
+    let url = gateway.pgm_callback_url.clone()?;
+    Some(NewCallback {
+        gateway: gateway.id.clone(),
+        url,
+        action_id: Some(txn.transaction_token.clone()),
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: serde_json::to_vec(&status_object(gateway, txn)).expect("JSON serialises"),
+    })
+}
+
+/// A required positive integer amount in minor units.
+fn amount(body: &Value) -> Result<u64, Answer> {
+    match body.get("amount") {
+        None | Some(Value::Null) => Err(bad_request("`amount` is required")),
+        Some(v) => v.as_u64().filter(|a| *a > 0).ok_or_else(|| {
+            bad_request("`amount` must be a positive integer in the currency's minor unit")
+        }),
+    }
+}
+
+fn required_str<'a>(body: &'a Value, field: &str) -> Result<&'a str, Answer> {
+    body.get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| bad_request(format!("`{field}` is required")))
+}
+
+fn currency(body: &Value) -> Result<String, Answer> {
+    let c = required_str(body, "currency")?;
+    if c.len() == 3 && c.chars().all(|ch| ch.is_ascii_alphabetic()) {
+        Ok(c.to_ascii_uppercase())
+    } else {
+        Err(bad_request("`currency` must be an ISO 4217 code"))
+    }
+}
+
+/// `providerData.paymentSourceToken` (or `providerData.token`).
+fn source_token(body: &Value) -> Result<String, Answer> {
+    let data = body.get("providerData");
+    data.and_then(|d| d.get("paymentSourceToken").or_else(|| d.get("token")))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| bad_request("`providerData.paymentSourceToken` is required"))
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value, Answer> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| bad_request(format!("the body is not JSON: {e}")))?;
+    if value.is_object() {
+        Ok(value)
+    } else {
+        Err(bad_request("the body must be a JSON object"))
+    }
+}
+
+fn sale_request(
+    gateway: &str,
+    shop_transaction_id: &str,
+    amount_cents: u64,
+    currency: String,
+    token: String,
+    customer_token: Option<String>,
+    options: Option<&Value>,
+) -> PaymentRequest {
+    PaymentRequest {
+        gateway: gateway.to_owned(),
+        action: Action::Sale,
+        natural_key: shop_transaction_id.to_owned(),
+        resource_id: shop_transaction_id.to_owned(),
+        amount_cents,
+        currency,
+        payment_source_token: Some(token),
+        parent_token: None,
+        customer_token,
+        customer_email: None,
+        order: None,
+        options_json: options.map(Value::to_string),
+    }
+}
+
+/// Charges once per shop transaction id: a sale, or an authorization then a capture when
+/// the plugin has no sale.
+async fn charge(state: &AppState, req: PaymentRequest) -> Result<Answer, Answer> {
+    let front = &state.pgm;
+    let has_sale = state
+        .plugins
+        .gateway(&req.gateway)
+        .and_then(|g| state.plugins.registry().get(&g.plugin))
+        .is_some_and(|p| p.info.operations.contains(&Operation::Sale));
+    let engine_error = |e: crate::payments::PaymentError| {
+        tracing::error!("payment engine: {e}");
+        ko(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the gateway cannot record payments right now",
+        )
+    };
+    if has_sale {
+        let answer = state
+            .payments
+            .execute(front, req.clone())
+            .await
+            .map_err(engine_error)?;
+        return Ok(stored(&answer));
+    }
+    let authorize = PaymentRequest {
+        action: Action::Authorize,
+        ..req.clone()
+    };
+    let answer = state
+        .payments
+        .execute(front, authorize)
+        .await
+        .map_err(engine_error)?;
+    let (status, body) = stored(&answer);
+    if body["result"] != "OK" {
+        return Ok((status, body));
+    }
+    let capture = PaymentRequest {
+        action: Action::Capture,
+        parent_token: body["paymentId"].as_str().map(str::to_owned),
+        payment_source_token: None,
+        ..req
+    };
+    let answer = state
+        .payments
+        .execute(front, capture)
+        .await
+        .map_err(engine_error)?;
+    Ok(stored(&answer))
+}
+
+async fn pay(
+    State(state): State<AppState>,
+    Path(gateway): Path<String>,
+    body: axum::body::Bytes,
+) -> Answer {
+    let run = async {
+        let body = parse_json(&body)?;
+        let amount = amount(&body)?;
+        let currency = currency(&body)?;
+        let shop = required_str(&body, "shopTransactionId")?;
+        let token = source_token(&body)?;
+        let req = sale_request(
+            &gateway,
+            shop,
+            amount,
+            currency,
+            token,
+            None,
+            body.get("providerData").and_then(|d| d.get("options")),
+        );
+        charge(&state, req).await
+    };
+    run.await.unwrap_or_else(|e| e)
+}
+
+/// The payment a `paymentId` names (a sale, or the capture of authorize + capture).
+async fn payment(state: &AppState, gateway: &str, payment_id: &str) -> Result<Transaction, Answer> {
+    state
+        .payments
+        .find(gateway, payment_id, &[Action::Sale, Action::Capture])
+        .await
+        .map_err(|e| {
+            tracing::error!("store: {e}");
+            ko(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable")
+        })?
+        .ok_or_else(|| {
+            ko(
+                StatusCode::NOT_FOUND,
+                format!("unknown paymentId `{payment_id}`"),
+            )
+        })
+}
+
+async fn refund(
+    State(state): State<AppState>,
+    Path(gateway): Path<String>,
+    body: axum::body::Bytes,
+) -> Answer {
+    let run = async {
+        let body = parse_json(&body)?;
+        let amount = amount(&body)?;
+        let currency = currency(&body)?;
+        let payment_id = required_str(&body, "paymentId")?;
+        let paid = payment(&state, &gateway, payment_id).await?;
+        if currency != paid.currency {
+            return Err(bad_request(format!(
+                "`currency` is {currency}, the payment is in {}",
+                paid.currency
+            )));
+        }
+        // PGM sends no refund id: a repeat is recognised by the amount and what was
+        // refunded before it, so a second partial refund of the same amount is a new one.
+        let refunded = state
+            .payments
+            .store()
+            .drawn(&paid.id, Action::Refund)
+            .await
+            .map_err(|_| ko(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable"))?;
+        let req = PaymentRequest {
+            gateway: gateway.clone(),
+            action: Action::Refund,
+            natural_key: format!("{payment_id}:{amount}:{refunded}"),
+            resource_id: paid.resource_id.clone(),
+            amount_cents: amount,
+            currency,
+            payment_source_token: None,
+            parent_token: Some(payment_id.to_owned()),
+            customer_token: None,
+            customer_email: None,
+            order: None,
+            options_json: None,
+        };
+        let answer = state.payments.execute(&state.pgm, req).await.map_err(|e| {
+            tracing::error!("payment engine: {e}");
+            ko(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the gateway cannot record payments right now",
+            )
+        })?;
+        Ok(stored(&answer))
+    };
+    run.await.unwrap_or_else(|e| e)
+}
+
+#[derive(serde::Deserialize)]
+struct PaymentQuery {
+    #[serde(rename = "paymentId")]
+    payment_id: Option<String>,
+}
+
+/// The payment's state, refreshed through the plugin while it is pending.
+async fn current(
+    state: &AppState,
+    gateway: &str,
+    payment_id: Option<&str>,
+) -> Result<(Transaction, bool), Answer> {
+    let payment_id = payment_id
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| bad_request("`paymentId` is required"))?;
+    let txn = payment(state, gateway, payment_id).await?;
+    let changed = state.payments.refresh(&txn).await.unwrap_or_else(|e| {
+        tracing::warn!("refresh: {e}");
+        false
+    });
+    let txn = if changed {
+        payment(state, gateway, payment_id).await?
+    } else {
+        txn
+    };
+    Ok((txn, changed))
+}
+
+async fn status(
+    State(state): State<AppState>,
+    Path(gateway): Path<String>,
+    Query(q): Query<PaymentQuery>,
+) -> Answer {
+    answer_status(&state, &gateway, q.payment_id.as_deref()).await
+}
+
+async fn status_post(
+    State(state): State<AppState>,
+    Path(gateway): Path<String>,
+    Query(q): Query<PaymentQuery>,
+    body: axum::body::Bytes,
+) -> Answer {
+    let from_body = serde_json::from_slice::<Value>(&body).ok().and_then(|b| {
+        b.get("paymentId")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    });
+    answer_status(
+        &state,
+        &gateway,
+        q.payment_id.as_deref().or(from_body.as_deref()),
+    )
+    .await
+}
+
+async fn answer_status(state: &AppState, gateway: &str, payment_id: Option<&str>) -> Answer {
+    let config = state
+        .config
+        .gateway(gateway)
+        .expect("checked by authenticate");
+    match current(state, gateway, payment_id).await {
+        Ok((txn, _)) => (StatusCode::OK, Json(status_object(config, &txn))),
+        Err(e) => e,
+    }
+}
+
+/// Status, and a push of it to the callback URL.
+async fn check(
+    State(state): State<AppState>,
+    Path(gateway): Path<String>,
+    Query(q): Query<PaymentQuery>,
+) -> Answer {
+    let config = state
+        .config
+        .gateway(&gateway)
+        .expect("checked by authenticate");
+    let (txn, changed) = match current(&state, &gateway, q.payment_id.as_deref()).await {
+        Ok(found) => found,
+        Err(e) => return e,
+    };
+    // A change found by the refresh was pushed already, through the engine.
+    if !changed && let Some(cb) = push(config, &txn) {
+        if let Err(e) = state.payments.store().enqueue_callback(cb).await {
+            tracing::error!("cannot queue the status push: {e}");
+        }
+        state.outbox_wake.notify_one();
+    }
+    (StatusCode::OK, Json(status_object(config, &txn)))
+}
+
+/// The PSP side says the payment changed: re-sync it (a change is pushed by the engine).
+async fn callback(
+    State(state): State<AppState>,
+    Path(gateway): Path<String>,
+    Query(q): Query<PaymentQuery>,
+) -> Answer {
+    let config = state
+        .config
+        .gateway(&gateway)
+        .expect("checked by authenticate");
+    match current(&state, &gateway, q.payment_id.as_deref()).await {
+        Ok((txn, _)) => (StatusCode::OK, Json(status_object(config, &txn))),
+        Err(e) => e,
+    }
+}
+
+async fn schedule(State(state): State<AppState>, Path(gateway): Path<String>) -> Answer {
+    let plugin = state
+        .config
+        .gateway(&gateway)
+        .map_or("", |g| g.plugin.as_str());
+    ko(
+        StatusCode::OK,
+        format!(
+            "automatic renewals run by the provider are not supported by plugin `{plugin}`; \
+             use subscription/start and subscription/pay"
+        ),
+    )
+}
+
+async fn subscription_update(
+    State(state): State<AppState>,
+    Path((gateway, token)): Path<(String, String)>,
+) -> Answer {
+    match state.payments.store().subscription(&gateway, &token).await {
+        Ok(Some(_)) => (
+            StatusCode::OK,
+            Json(json!({"result": "KO", "subscriptionToken": token,
+                "resultDescription": "a manual subscription has nothing to update: each subscription/pay names its amount"})),
+        ),
+        Ok(None) => ko(
+            StatusCode::NOT_FOUND,
+            format!("unknown subscriptionToken `{token}`"),
+        ),
+        Err(_) => ko(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable"),
+    }
+}
+
+/// Saves the payment source (tokenize) and takes the first payment.
+async fn subscription_start(
+    State(state): State<AppState>,
+    Path(gateway): Path<String>,
+    body: axum::body::Bytes,
+) -> Answer {
+    let run = async {
+        let body = parse_json(&body)?;
+        let amount = amount(&body)?;
+        let currency = currency(&body)?;
+        let shop = required_str(&body, "shopTransactionId")?.to_owned();
+        let token = source_token(&body)?;
+        let info = body.get("subscriptionInfo");
+        let saved = PaymentRequest {
+            gateway: gateway.clone(),
+            action: Action::Token,
+            natural_key: format!("subscription:{shop}"),
+            resource_id: shop.clone(),
+            amount_cents: 0,
+            currency: currency.clone(),
+            payment_source_token: Some(token),
+            parent_token: None,
+            customer_token: None,
+            customer_email: body
+                .pointer("/providerData/customerEmail")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            order: None,
+            options_json: None,
+        };
+        let answer = state
+            .payments
+            .execute(&state.pgm, saved)
+            .await
+            .map_err(|e| {
+                tracing::error!("payment engine: {e}");
+                ko(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the gateway cannot record payments right now",
+                )
+            })?;
+        let (status, saved) = stored(&answer);
+        let Some(source) = saved["paymentSourceToken"].as_str() else {
+            return Ok((status, saved));
+        };
+        let customer = saved["customerToken"].as_str().map(str::to_owned);
+        let subscription = state
+            .payments
+            .store()
+            .save_subscription(Subscription {
+                token: format!("sub_{}", hex::encode(rand::random::<[u8; 12]>())),
+                gateway: gateway.clone(),
+                shop_transaction_id: shop.clone(),
+                customer_token: customer.clone(),
+                payment_source_token: source.to_owned(),
+                currency: currency.clone(),
+                interval_unit: info
+                    .and_then(|i| i.get("interval"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                interval_count: info
+                    .and_then(|i| i.get("intervalCount"))
+                    .and_then(Value::as_i64),
+                status: "PENDING".into(),
+            })
+            .await
+            .map_err(|_| ko(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable"))?;
+        let first = sale_request(
+            &gateway,
+            &shop,
+            amount,
+            currency,
+            subscription.payment_source_token.clone(),
+            customer,
+            None,
+        );
+        let (status, mut paid) = charge(&state, first).await?;
+        let next = match paid["result"].as_str() {
+            Some("OK") => "ACTIVE",
+            Some("KO") => "EXPIRED",
+            _ => "PENDING",
+        };
+        let _ = state
+            .payments
+            .store()
+            .set_subscription_status(&gateway, &subscription.token, next)
+            .await;
+        paid["subscriptionToken"] = Value::String(subscription.token);
+        Ok((status, paid))
+    };
+    run.await.unwrap_or_else(|e| e)
+}
+
+/// A merchant-initiated charge on a subscription's saved payment source.
+async fn subscription_pay(
+    State(state): State<AppState>,
+    Path(gateway): Path<String>,
+    body: axum::body::Bytes,
+) -> Answer {
+    let run = async {
+        let body = parse_json(&body)?;
+        let amount = amount(&body)?;
+        let currency = currency(&body)?;
+        let shop = required_str(&body, "shopTransactionId")?;
+        let token = body
+            .pointer("/subscriptionInfo/token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad_request("`subscriptionInfo.token` is required"))?;
+        let subscription = state
+            .payments
+            .store()
+            .subscription(&gateway, token)
+            .await
+            .map_err(|_| ko(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable"))?
+            .ok_or_else(|| {
+                ko(
+                    StatusCode::NOT_FOUND,
+                    format!("unknown subscriptionToken `{token}`"),
+                )
+            })?;
+        if subscription.status != "ACTIVE" {
+            return Ok(ko(
+                StatusCode::OK,
+                format!("the subscription is {}", subscription.status.to_lowercase()),
+            ));
+        }
+        let req = sale_request(
+            &gateway,
+            shop,
+            amount,
+            currency,
+            subscription.payment_source_token.clone(),
+            subscription.customer_token.clone(),
+            None,
+        );
+        let (status, mut paid) = charge(&state, req).await?;
+        paid["subscriptionToken"] = Value::String(subscription.token);
+        Ok((status, paid))
+    };
+    run.await.unwrap_or_else(|e| e)
+}
+
+async fn subscription_status(
+    State(state): State<AppState>,
+    Path((gateway, token)): Path<(String, String)>,
+) -> Answer {
+    match state.payments.store().subscription(&gateway, &token).await {
+        Ok(Some(s)) => (
+            StatusCode::OK,
+            Json(json!({"subscriptionToken": s.token, "status": s.status})),
+        ),
+        Ok(None) => ko(
+            StatusCode::NOT_FOUND,
+            format!("unknown subscriptionToken `{token}`"),
+        ),
+        Err(_) => ko(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable"),
+    }
+}
+
+async fn subscription_expire(
+    State(state): State<AppState>,
+    Path((gateway, token)): Path<(String, String)>,
+) -> Answer {
+    match state
+        .payments
+        .store()
+        .set_subscription_status(&gateway, &token, "EXPIRED")
+        .await
+    {
+        Ok(true) => (StatusCode::OK, Json(json!({"result": "OK"}))),
+        Ok(false) => ko(
+            StatusCode::NOT_FOUND,
+            format!("unknown subscriptionToken `{token}`"),
+        ),
+        Err(_) => ko(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_collapse_to_three() {
+        assert_eq!(pgm_status(Status::Approved), "ACCEPTED");
+        assert_eq!(pgm_status(Status::Pending), "PENDING");
+        assert_eq!(pgm_status(Status::Processing), "PENDING");
+        assert_eq!(pgm_status(Status::Declined), "FAILED");
+        assert_eq!(pgm_status(Status::Failed), "FAILED");
+    }
+
+    #[test]
+    fn amounts_must_be_positive_integers() {
+        assert!(amount(&json!({"amount": 1299})).is_ok());
+        for bad in [
+            json!({}),
+            json!({"amount": 12.99}),
+            json!({"amount": "1299"}),
+            json!({"amount": -1}),
+            json!({"amount": 0}),
+        ] {
+            let (status, body) = amount(&bad).unwrap_err();
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(
+                body["resultDescription"]
+                    .as_str()
+                    .unwrap()
+                    .contains("amount")
+            );
+        }
+    }
+
+    #[test]
+    fn renders_pgm_results() {
+        let ok = Pgm.render(
+            Action::Sale,
+            &PaymentResult::Approved {
+                transaction_token: "t1".into(),
+                amount_cents: 5,
+                messages: vec![],
+                metadata: vec![],
+            },
+        );
+        assert_eq!(ok.status, 200);
+        assert_eq!(
+            serde_json::from_str::<Value>(&ok.body).unwrap(),
+            json!({"result": "OK", "paymentId": "t1"})
+        );
+        let refused = Pgm.render(
+            Action::Refund,
+            &PaymentResult::Refused {
+                code: RefusalCode::AmountExceedsBalance,
+                message: "x".into(),
+            },
+        );
+        let body: Value = serde_json::from_str(&refused.body).unwrap();
+        assert_eq!((refused.status, body["result"].as_str()), (200, Some("KO")));
+    }
+}
