@@ -149,8 +149,11 @@ async fn misbehaving_plugins_fail_typed_and_alone() {
     );
     assert!(ok >= 20, "only {ok} healthy calls went through");
     let slowest = *slowest.lock().unwrap();
+    eprintln!("healthy calls: {ok}, slowest {slowest:?}");
+    // Runaway guests yield to the scheduler every epoch tick: healthy calls wait a few
+    // ticks at most (about 30 ms measured), not a runaway call's whole deadline.
     assert!(
-        slowest < Duration::from_millis(DEADLINE_MS),
+        slowest < Duration::from_millis(200),
         "a healthy call took {slowest:?}"
     );
     // The refused host was logged without the request's headers or body.

@@ -164,11 +164,16 @@ impl Runtime {
             store.set_epoch_deadline(1);
             // Checked every tick while the guest runs: yield to other tasks, stop at the
             // deadline. (A guest parked in a host call is bounded by the timeout below.)
+            // tokio's own yield puts the task behind the others; a plain self-wake could
+            // run a spinning guest again first and starve the worker.
             store.epoch_deadline_callback(|ctx| {
                 if Instant::now() >= ctx.data().deadline {
                     Ok(wasmtime::UpdateDeadline::Interrupt)
                 } else {
-                    Ok(wasmtime::UpdateDeadline::Yield(1))
+                    Ok(wasmtime::UpdateDeadline::YieldCustom(
+                        1,
+                        Box::pin(tokio::task::yield_now()),
+                    ))
                 }
             });
             let instance = pre
