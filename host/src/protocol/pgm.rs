@@ -40,7 +40,9 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v3/{gateway}/refund", post(refund))
         .route("/v3/{gateway}/status", get(status).post(status_post))
         .route("/v3/{gateway}/check", get(check))
-        .route("/v3/{gateway}/callback", get(callback).post(callback))
+        // The PSP side says a payment changed: re-syncing it is what `status` does (a
+        // change found is pushed by the engine).
+        .route("/v3/{gateway}/callback", get(status).post(status))
         .route("/v3/{gateway}/subscription/schedule", post(schedule))
         .route("/v3/{gateway}/subscription/start", post(subscription_start))
         .route("/v3/{gateway}/subscription/pay", post(subscription_pay))
@@ -70,6 +72,21 @@ fn ko(status: StatusCode, description: impl Into<String>) -> Answer {
 
 fn bad_request(description: impl Into<String>) -> Answer {
     ko(StatusCode::BAD_REQUEST, description)
+}
+
+/// The store failed: logged, answered 503.
+fn store_unavailable(e: impl std::fmt::Display) -> Answer {
+    tracing::error!("store: {e}");
+    ko(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable")
+}
+
+/// The engine could not record the operation: logged, answered 503.
+fn engine_unavailable(e: impl std::fmt::Display) -> Answer {
+    tracing::error!("payment engine: {e}");
+    ko(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the gateway cannot record payments right now",
+    )
 }
 
 fn stored(answer: &StoredAnswer) -> Answer {
@@ -328,19 +345,12 @@ async fn charge(state: &AppState, req: PaymentRequest) -> Result<Answer, Answer>
         .gateway(&req.gateway)
         .and_then(|g| state.plugins.registry().get(&g.plugin))
         .is_some_and(|p| p.info.operations.contains(&Operation::Sale));
-    let engine_error = |e: crate::payments::PaymentError| {
-        tracing::error!("payment engine: {e}");
-        ko(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the gateway cannot record payments right now",
-        )
-    };
     if has_sale {
         let answer = state
             .payments
             .execute(front, req.clone())
             .await
-            .map_err(engine_error)?;
+            .map_err(engine_unavailable)?;
         return Ok(stored(&answer));
     }
     let authorize = PaymentRequest {
@@ -351,7 +361,7 @@ async fn charge(state: &AppState, req: PaymentRequest) -> Result<Answer, Answer>
         .payments
         .execute(front, authorize)
         .await
-        .map_err(engine_error)?;
+        .map_err(engine_unavailable)?;
     let (status, body) = stored(&answer);
     if body["result"] != "OK" {
         return Ok((status, body));
@@ -366,7 +376,7 @@ async fn charge(state: &AppState, req: PaymentRequest) -> Result<Answer, Answer>
         .payments
         .execute(front, capture)
         .await
-        .map_err(engine_error)?;
+        .map_err(engine_unavailable)?;
     Ok(stored(&answer))
 }
 
@@ -401,10 +411,7 @@ async fn payment(state: &AppState, gateway: &str, payment_id: &str) -> Result<Tr
         .payments
         .find(gateway, payment_id, &[Action::Sale, Action::Capture])
         .await
-        .map_err(|e| {
-            tracing::error!("store: {e}");
-            ko(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable")
-        })?
+        .map_err(store_unavailable)?
         .ok_or_else(|| {
             ko(
                 StatusCode::NOT_FOUND,
@@ -437,7 +444,7 @@ async fn refund(
             .store()
             .drawn(&paid.id, Action::Refund)
             .await
-            .map_err(|_| ko(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable"))?;
+            .map_err(store_unavailable)?;
         let req = PaymentRequest {
             gateway: gateway.clone(),
             action: Action::Refund,
@@ -452,13 +459,11 @@ async fn refund(
             order: None,
             options_json: None,
         };
-        let answer = state.payments.execute(&state.pgm, req).await.map_err(|e| {
-            tracing::error!("payment engine: {e}");
-            ko(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the gateway cannot record payments right now",
-            )
-        })?;
+        let answer = state
+            .payments
+            .execute(&state.pgm, req)
+            .await
+            .map_err(engine_unavailable)?;
         Ok(stored(&answer))
     };
     run.await.unwrap_or_else(|e| e)
@@ -554,22 +559,6 @@ async fn check(
     (StatusCode::OK, Json(status_object(config, &txn)))
 }
 
-/// The PSP side says the payment changed: re-sync it (a change is pushed by the engine).
-async fn callback(
-    State(state): State<AppState>,
-    Path(gateway): Path<String>,
-    Query(q): Query<PaymentQuery>,
-) -> Answer {
-    let config = state
-        .config
-        .gateway(&gateway)
-        .expect("checked by authenticate");
-    match current(&state, &gateway, q.payment_id.as_deref()).await {
-        Ok((txn, _)) => (StatusCode::OK, Json(status_object(config, &txn))),
-        Err(e) => e,
-    }
-}
-
 async fn schedule(State(state): State<AppState>, Path(gateway): Path<String>) -> Answer {
     let plugin = state
         .config
@@ -588,18 +577,34 @@ async fn subscription_update(
     State(state): State<AppState>,
     Path((gateway, token)): Path<(String, String)>,
 ) -> Answer {
-    match state.payments.store().subscription(&gateway, &token).await {
-        Ok(Some(_)) => (
-            StatusCode::OK,
-            Json(json!({"result": "KO", "subscriptionToken": token,
-                "resultDescription": "a manual subscription has nothing to update: each subscription/pay names its amount"})),
-        ),
-        Ok(None) => ko(
-            StatusCode::NOT_FOUND,
-            format!("unknown subscriptionToken `{token}`"),
-        ),
-        Err(_) => ko(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable"),
+    if let Err(missing) = subscription(&state, &gateway, &token).await {
+        return missing;
     }
+    (
+        StatusCode::OK,
+        Json(json!({"result": "KO", "subscriptionToken": token,
+                "resultDescription": "a manual subscription has nothing to update: each subscription/pay names its amount"})),
+    )
+}
+
+/// A subscription of this gateway; 404 naming the token when there is none.
+async fn subscription(
+    state: &AppState,
+    gateway: &str,
+    token: &str,
+) -> Result<Subscription, Answer> {
+    state
+        .payments
+        .store()
+        .subscription(gateway, token)
+        .await
+        .map_err(store_unavailable)?
+        .ok_or_else(|| {
+            ko(
+                StatusCode::NOT_FOUND,
+                format!("unknown subscriptionToken `{token}`"),
+            )
+        })
 }
 
 /// Saves the payment source (tokenize) and takes the first payment.
@@ -636,13 +641,7 @@ async fn subscription_start(
             .payments
             .execute(&state.pgm, saved)
             .await
-            .map_err(|e| {
-                tracing::error!("payment engine: {e}");
-                ko(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the gateway cannot record payments right now",
-                )
-            })?;
+            .map_err(engine_unavailable)?;
         let (status, saved) = stored(&answer);
         let Some(source) = saved["paymentSourceToken"].as_str() else {
             return Ok((status, saved));
@@ -668,7 +667,7 @@ async fn subscription_start(
                 status: "PENDING".into(),
             })
             .await
-            .map_err(|_| ko(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable"))?;
+            .map_err(store_unavailable)?;
         let first = sale_request(
             &gateway,
             &shop,
@@ -710,18 +709,7 @@ async fn subscription_pay(
             .pointer("/subscriptionInfo/token")
             .and_then(Value::as_str)
             .ok_or_else(|| bad_request("`subscriptionInfo.token` is required"))?;
-        let subscription = state
-            .payments
-            .store()
-            .subscription(&gateway, token)
-            .await
-            .map_err(|_| ko(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable"))?
-            .ok_or_else(|| {
-                ko(
-                    StatusCode::NOT_FOUND,
-                    format!("unknown subscriptionToken `{token}`"),
-                )
-            })?;
+        let subscription = subscription(&state, &gateway, token).await?;
         if subscription.status != "ACTIVE" {
             return Ok(ko(
                 StatusCode::OK,
@@ -748,16 +736,12 @@ async fn subscription_status(
     State(state): State<AppState>,
     Path((gateway, token)): Path<(String, String)>,
 ) -> Answer {
-    match state.payments.store().subscription(&gateway, &token).await {
-        Ok(Some(s)) => (
+    match subscription(&state, &gateway, &token).await {
+        Ok(s) => (
             StatusCode::OK,
             Json(json!({"subscriptionToken": s.token, "status": s.status})),
         ),
-        Ok(None) => ko(
-            StatusCode::NOT_FOUND,
-            format!("unknown subscriptionToken `{token}`"),
-        ),
-        Err(_) => ko(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable"),
+        Err(missing) => missing,
     }
 }
 
