@@ -237,12 +237,12 @@ pub async fn send(
     result
 }
 
-/// A URL path with every segment that looks like an id (it has a digit and is longer than
-/// ten characters) shortened to its first and last four characters.
+/// A URL path with every segment that looks like an id shortened to its first and last
+/// four characters.
 fn redact_path(path: &str) -> String {
     path.split('/')
         .map(|seg| {
-            if seg.len() > 10 && seg.chars().any(|c| c.is_ascii_digit()) {
+            if looks_like_id(seg) {
                 crate::payments::redact_token(seg)
             } else {
                 seg.to_owned()
@@ -250,6 +250,23 @@ fn redact_path(path: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// API path words are lower-case (`payment_methods`); ids are random: a digit or an
+/// upper-case letter in a long segment, or a short prefix and a long alphanumeric tail
+/// (`pm_…`, `cus_…`), which also catches an id that happens to be all lower-case.
+fn looks_like_id(seg: &str) -> bool {
+    let random = seg.len() > 10
+        && seg
+            .chars()
+            .any(|c| c.is_ascii_digit() || c.is_ascii_uppercase());
+    let prefixed = seg.split_once('_').is_some_and(|(prefix, tail)| {
+        (1..=8).contains(&prefix.len())
+            && prefix.chars().all(|c| c.is_ascii_lowercase())
+            && tail.len() >= 10
+            && tail.chars().all(|c| c.is_ascii_alphanumeric())
+    });
+    random || prefixed
 }
 
 fn classify_reqwest(e: reqwest::Error) -> OutboundError {
@@ -344,6 +361,23 @@ mod tests {
         );
         assert_eq!(redact_path("/v71/payments"), "/v71/payments");
         assert_eq!(redact_path("/v1/customers"), "/v1/customers");
+        // Ids without a digit (random ids sometimes have none) are shortened too.
+        assert_eq!(
+            redact_path("/v1/payment_methods/pm_abcdefghijklmn/attach"),
+            "/v1/payment_methods/pm_a…klmn/attach"
+        );
+        assert_eq!(
+            redact_path("/v1/customers/cus_QwErTyUiOpAsDf"),
+            "/v1/customers/cus_…AsDf"
+        );
+        for word in [
+            "payment_methods",
+            "payment_intents",
+            "checkout_sessions",
+            "_authenticate",
+        ] {
+            assert_eq!(redact_path(&format!("/v1/{word}")), format!("/v1/{word}"));
+        }
     }
 
     #[test]
