@@ -8,7 +8,6 @@
 //! a secret nor any payment source token it was given.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,8 +16,8 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
-use psp_gateway_e2e::{Gateway, Workspace, free_port, venv_python, workspace_root};
-use psp_plugin_sdk::http::Form;
+use psp_gateway_e2e::localstripe::{CARD_DECLINED, CARD_OK, LocalStripe};
+use psp_gateway_e2e::{Gateway, Workspace};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -1019,113 +1018,6 @@ async fn optional_bearer_token_guards_the_routes() {
 /// The gateway's Stripe secret key (localstripe accepts any `sk_...`).
 const STRIPE_SECRET_KEY: &str = "sk_test_pgm_e2e_8b0d2f4a6c1e3a5c";
 const STRIPE_WEBHOOK_SECRET: &str = "whsec_pgm_e2e_2e4c6a8f0b1d3f5a";
-const CARD_OK: &str = "4242424242424242";
-/// Declined when charged (`card_declined`).
-const CARD_DECLINED: &str = "4000000000000341";
-
-/// A running localstripe, killed on drop (as in `stripe.rs`).
-struct LocalStripe {
-    child: Child,
-    port: u16,
-    http: reqwest::Client,
-    _cwd: tempfile::TempDir,
-}
-
-impl LocalStripe {
-    async fn start() -> LocalStripe {
-        let bin = workspace_root().join(".venv/bin/localstripe");
-        assert!(
-            bin.exists(),
-            "run scripts/setup-fakes first (missing {})",
-            bin.display()
-        );
-        let port = free_port();
-        let cwd = tempfile::tempdir().expect("tempdir");
-        let child = Command::new(venv_python())
-            .arg(&bin)
-            .args(["--port", &port.to_string(), "--from-scratch"])
-            .current_dir(cwd.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start localstripe");
-        let ls = LocalStripe {
-            child,
-            port,
-            http: reqwest::Client::new(),
-            _cwd: cwd,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(resp) = ls
-                .http
-                .get(ls.url("/v1/customers"))
-                .bearer_auth(STRIPE_SECRET_KEY)
-                .send()
-                .await
-                && resp.status().is_success()
-            {
-                return ls;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "localstripe did not answer on port {port}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base())
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let resp = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(STRIPE_SECRET_KEY)
-            .send()
-            .await
-            .expect("localstripe GET");
-        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
-        resp.json().await.expect("JSON")
-    }
-
-    /// A card PaymentMethod, as Stripe.js would make from a card form: its `pm_...` id.
-    async fn card(&self, number: &str) -> String {
-        let mut form = Form::new();
-        form.push("type", "card")
-            .push("card[number]", number)
-            .push("card[exp_month]", "12")
-            .push("card[exp_year]", "2034")
-            .push("card[cvc]", "123");
-        let resp = self
-            .http
-            .post(self.url("/v1/payment_methods"))
-            .bearer_auth(STRIPE_SECRET_KEY)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(form.encode())
-            .send()
-            .await
-            .expect("localstripe POST");
-        let status = resp.status().as_u16();
-        let pm: Value = resp.json().await.unwrap_or(Value::Null);
-        assert_eq!(status, 200, "{pm}");
-        pm["id"].as_str().expect("pm id").to_owned()
-    }
-}
-
-impl Drop for LocalStripe {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn start_stripe_gateway(api_base: &str, callback: &str) -> (Workspace, Gateway) {
     let ws = Workspace::new();
@@ -1150,7 +1042,7 @@ fn start_stripe_gateway(api_base: &str, callback: &str) -> (Workspace, Gateway) 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stripe_plugin_serves_the_pgm_front() {
-    let stripe = LocalStripe::start().await;
+    let stripe = LocalStripe::start(STRIPE_SECRET_KEY).await;
     let receiver = PushReceiver::start().await;
     let (_ws, gw) = start_stripe_gateway(&stripe.base(), &receiver.url());
     let pgm = Pgm::new(&gw, "stripe");

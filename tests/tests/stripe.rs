@@ -9,12 +9,15 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use psp_gateway_e2e::cl::{Action, ClSimulator, ExternalPayment, Order, authorize_body};
+use psp_gateway_e2e::localstripe::{
+    CARD_3DS, CARD_3DS_DECLINED, CARD_DECLINED, CARD_OK, LocalStripe,
+};
 use psp_gateway_e2e::receiver::Receiver;
-use psp_gateway_e2e::{Gateway, Workspace, free_port, venv_python, workspace_root};
+use psp_gateway_e2e::{Gateway, Workspace, venv_python, workspace_root};
 use psp_plugin_sdk::http::Form;
 use serde_json::{Value, json};
 
@@ -25,142 +28,9 @@ const SECRET_KEY: &str = "sk_test_e2e_4f8a2c6e1b3d5f7a";
 /// The webhook signing secret shared by the gateway and localstripe / the official SDK.
 const WEBHOOK_SECRET: &str = "whsec_e2e_9d1f3b5a7c2e4f6a";
 
-/// Test cards localstripe knows (see its `PaymentMethod` class).
-const CARD_OK: &str = "4242424242424242";
-/// Declined when charged (`card_declined`).
-const CARD_DECLINED: &str = "4000000000000341";
-/// Needs 3-D Secure: the PaymentIntent stops in `requires_action`.
-const CARD_3DS: &str = "4000002760003184";
-/// Needs 3-D Secure, then is declined when charged.
-const CARD_3DS_DECLINED: &str = "4000008260003178";
-
 // ---------------------------------------------------------------------------------------
 // localstripe
 // ---------------------------------------------------------------------------------------
-
-/// A running localstripe, killed on drop.
-struct LocalStripe {
-    child: Child,
-    port: u16,
-    http: reqwest::Client,
-    _cwd: tempfile::TempDir,
-}
-
-impl LocalStripe {
-    async fn start() -> LocalStripe {
-        let bin = workspace_root().join(".venv/bin/localstripe");
-        assert!(
-            bin.exists(),
-            "run scripts/setup-fakes first (missing {})",
-            bin.display()
-        );
-        let port = free_port();
-        let cwd = tempfile::tempdir().expect("tempdir");
-        let child = Command::new(venv_python())
-            .arg(&bin)
-            .args(["--port", &port.to_string(), "--from-scratch"])
-            .current_dir(cwd.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start localstripe");
-        let ls = LocalStripe {
-            child,
-            port,
-            http: reqwest::Client::new(),
-            _cwd: cwd,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(resp) = ls
-                .http
-                .get(ls.url("/v1/customers"))
-                .bearer_auth(SECRET_KEY)
-                .send()
-                .await
-                && resp.status().is_success()
-            {
-                return ls;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "localstripe did not answer on port {port}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base())
-    }
-
-    async fn post(&self, path: &str, form: &Form) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(SECRET_KEY)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(form.encode())
-            .send()
-            .await
-            .expect("localstripe POST");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let resp = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(SECRET_KEY)
-            .send()
-            .await
-            .expect("localstripe GET");
-        assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
-        resp.json().await.expect("JSON")
-    }
-
-    /// Creates a card PaymentMethod the way Stripe.js would from a card form (localstripe
-    /// only takes the secret key on this route) and returns its `pm_...` id.
-    async fn card(&self, number: &str) -> String {
-        let mut form = Form::new();
-        form.push("type", "card")
-            .push("card[number]", number)
-            .push("card[exp_month]", "12")
-            .push("card[exp_year]", "2034")
-            .push("card[cvc]", "123");
-        let (status, pm) = self.post("/v1/payment_methods", &form).await;
-        assert_eq!(status, 200, "{pm}");
-        pm["id"].as_str().expect("pm id").to_owned()
-    }
-
-    /// Registers a webhook endpoint with localstripe's `/_config/webhooks/{id}` API.
-    async fn register_webhook(&self, url: &str, secret: &str) {
-        let mut form = Form::new();
-        form.push("url", url).push("secret", secret);
-        let resp = self
-            .http
-            .post(self.url("/_config/webhooks/gateway"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(form.encode())
-            .send()
-            .await
-            .expect("configure webhook");
-        assert!(resp.status().is_success(), "{}", resp.status());
-    }
-}
-
-impl Drop for LocalStripe {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // The gateway
@@ -323,7 +193,7 @@ async fn webhooks_signed_by_the_official_sdk_are_verified() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn authorize_partial_capture_and_refund() {
-    let stripe = LocalStripe::start().await;
+    let stripe = LocalStripe::start(SECRET_KEY).await;
     let (_ws, gw) = start_gateway(&stripe.base(), None);
     let sim = simulator(&gw);
     let pm = stripe.card(CARD_OK).await;
@@ -388,7 +258,7 @@ async fn authorize_partial_capture_and_refund() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn authorize_then_void() {
-    let stripe = LocalStripe::start().await;
+    let stripe = LocalStripe::start(SECRET_KEY).await;
     let (_ws, gw) = start_gateway(&stripe.base(), None);
     let sim = simulator(&gw);
     let pm = stripe.card(CARD_OK).await;
@@ -408,7 +278,7 @@ async fn authorize_then_void() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn save_to_wallet_then_pay_with_the_saved_method() {
-    let stripe = LocalStripe::start().await;
+    let stripe = LocalStripe::start(SECRET_KEY).await;
     let (_ws, gw) = start_gateway(&stripe.base(), None);
     let sim = simulator(&gw);
     let order = Order::sample();
@@ -469,7 +339,7 @@ async fn save_to_wallet_then_pay_with_the_saved_method() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn declined_card_answers_422_with_stripes_code() {
-    let stripe = LocalStripe::start().await;
+    let stripe = LocalStripe::start(SECRET_KEY).await;
     let (_ws, gw) = start_gateway(&stripe.base(), None);
     let sim = simulator(&gw);
     let pm = stripe.card(CARD_DECLINED).await;
@@ -506,27 +376,9 @@ async fn pending_authorize(
     (pi_id, action_id)
 }
 
-/// The shopper completes (or fails) 3-D Secure: what Stripe.js does with the client secret.
-async fn authenticate(stripe: &LocalStripe, pi_id: &str, success: bool) -> u16 {
-    let pi = stripe.get(&format!("/v1/payment_intents/{pi_id}")).await;
-    let mut form = Form::new();
-    form.push("client_secret", pi["client_secret"].as_str().unwrap())
-        .push("success", success.to_string())
-        .push("key", "pk_test_e2e");
-    let resp = stripe
-        .http
-        .post(stripe.url(&format!("/v1/payment_intents/{pi_id}/_authenticate")))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(form.encode())
-        .send()
-        .await
-        .expect("authenticate");
-    resp.status().as_u16()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn localstripe_payment_failed_webhook_settles_a_pending_authorization() {
-    let stripe = LocalStripe::start().await;
+    let stripe = LocalStripe::start(SECRET_KEY).await;
     let receiver = Receiver::start(SHARED_SECRET).await;
     let (_ws, gw) = start_gateway(&stripe.base(), Some(&receiver.url()));
     stripe
@@ -537,7 +389,7 @@ async fn localstripe_payment_failed_webhook_settles_a_pending_authorization() {
     let (pi_id, action_id) = pending_authorize(&stripe, &sim, CARD_3DS_DECLINED).await;
     // 3-D Secure passes, then the issuer declines: localstripe answers the browser 402 and
     // sends a signed `payment_intent.payment_failed` to the gateway.
-    assert_eq!(authenticate(&stripe, &pi_id, true).await, 402);
+    assert_eq!(stripe.authenticate(&pi_id, true).await, 402);
 
     let callback = receiver
         .wait_for(
@@ -567,7 +419,7 @@ async fn localstripe_payment_failed_webhook_settles_a_pending_authorization() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn localstripe_succeeded_webhook_settles_a_pending_authorization() {
-    let stripe = LocalStripe::start().await;
+    let stripe = LocalStripe::start(SECRET_KEY).await;
     let receiver = Receiver::start(SHARED_SECRET).await;
     let (_ws, gw) = start_gateway(&stripe.base(), Some(&receiver.url()));
     stripe
@@ -576,7 +428,7 @@ async fn localstripe_succeeded_webhook_settles_a_pending_authorization() {
     let sim = simulator(&gw);
 
     let (pi_id, action_id) = pending_authorize(&stripe, &sim, CARD_3DS).await;
-    assert_eq!(authenticate(&stripe, &pi_id, true).await, 200);
+    assert_eq!(stripe.authenticate(&pi_id, true).await, 200);
     let pi = stripe.get(&format!("/v1/payment_intents/{pi_id}")).await;
     assert_eq!(pi["status"], "requires_capture", "{pi}");
     // Real Stripe now sends `payment_intent.amount_capturable_updated`; localstripe sends no
