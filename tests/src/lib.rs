@@ -284,6 +284,46 @@ impl Gateway {
         }
     }
 
+    /// Fails naming every log line (so far) that contains one of `needles`: secrets,
+    /// tokens, card numbers that must never be logged.
+    pub fn assert_no_leaks(&self, needles: &[&str]) {
+        let lines: Vec<String> = self.logs().iter().map(Value::to_string).collect();
+        assert!(!lines.is_empty(), "no log lines were captured");
+        let mut leaks = Vec::new();
+        for needle in needles {
+            for line in lines.iter().filter(|l| l.contains(needle)) {
+                leaks.push(format!("`{needle}` in: {line}"));
+            }
+        }
+        assert!(leaks.is_empty(), "log lines leak:\n{}", leaks.join("\n"));
+    }
+
+    /// `GET /metrics`, the Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let resp = reqwest::get(self.url("/metrics"))
+            .await
+            .expect("GET /metrics");
+        assert_eq!(resp.status(), 200);
+        resp.text().await.expect("metrics text")
+    }
+
+    /// `psp_plugin_calls_total` of one gateway and operation, every result together.
+    pub async fn plugin_calls(&self, gateway: &str, operation: &str) -> u64 {
+        let prefix =
+            format!("psp_plugin_calls_total{{gateway=\"{gateway}\",operation=\"{operation}\",");
+        self.metrics()
+            .await
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .map(|l| {
+                l.rsplit(' ')
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("bad metrics line {l}"))
+            })
+            .sum()
+    }
+
     /// SIGKILL: no graceful anything.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

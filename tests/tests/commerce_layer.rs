@@ -17,7 +17,7 @@ use psp_gateway_e2e::cl::{
 };
 use psp_gateway_e2e::receiver::{Callback, Receiver};
 use psp_gateway_e2e::{Gateway, Workspace, hex_hmac};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
@@ -125,44 +125,11 @@ fn simulator(gw: &Gateway, gateway: &str) -> ClSimulator {
 
 /// Fails naming every log line that contains a secret or a payment source token.
 fn assert_no_leaks(gw: &Gateway, also: &[&str]) {
-    let lines: Vec<String> = gw.logs().iter().map(Value::to_string).collect();
-    assert!(!lines.is_empty(), "no log lines were captured");
-    let mut leaks = Vec::new();
-    for needle in NEVER_LOGGED.iter().chain(also) {
-        for line in lines.iter().filter(|l| l.contains(needle)) {
-            leaks.push(format!("`{needle}` in: {line}"));
-        }
-    }
-    assert!(leaks.is_empty(), "log lines leak:\n{}", leaks.join("\n"));
-}
-
-async fn metrics(gw: &Gateway) -> String {
-    let resp = reqwest::get(gw.url("/metrics"))
-        .await
-        .expect("GET /metrics");
-    assert_eq!(resp.status(), 200);
-    resp.text().await.expect("metrics text")
-}
-
-/// `psp_plugin_calls_total` of one gateway and operation, answered and errors together.
-async fn plugin_calls(gw: &Gateway, gateway: &str, operation: &str) -> u64 {
-    let prefix =
-        format!("psp_plugin_calls_total{{gateway=\"{gateway}\",operation=\"{operation}\",");
-    metrics(gw)
-        .await
-        .lines()
-        .filter(|l| l.starts_with(&prefix))
-        .map(|l| {
-            l.rsplit(' ')
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("bad metrics line {l}"))
-        })
-        .sum()
+    gw.assert_no_leaks(&[NEVER_LOGGED, also].concat());
 }
 
 async fn callbacks_waiting(gw: &Gateway) -> u64 {
-    let text = metrics(gw).await;
+    let text = gw.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix("psp_callbacks_waiting "))
         .and_then(|n| n.trim().parse().ok())
@@ -577,23 +544,23 @@ async fn every_row_of_the_answers_table() {
 
     // A card number instead of a PSP token: 422, and it reaches no plugin and no log.
     assert!(luhn_valid(CARD_NUMBER) && CARD_NUMBER.len() == 16);
-    let authorize_calls = plugin_calls(&gw, "sandbox", "authorize").await;
+    let authorize_calls = gw.plugin_calls("sandbox", "authorize").await;
     let (resp, _) = sim.authorize(&Order::sample(), CARD_NUMBER).await;
     assert_eq!(resp.status, 422, "{resp}");
     assert_eq!(resp.error_code(), Some("card_number_refused"), "{resp}");
     assert!(!resp.text().contains(CARD_NUMBER), "{resp}");
     assert_eq!(
-        plugin_calls(&gw, "sandbox", "authorize").await,
+        gw.plugin_calls("sandbox", "authorize").await,
         authorize_calls
     );
 
     // More than the balance: 422, and the plugin is not called.
     let auth = auth.expect("authorization");
-    let capture_calls = plugin_calls(&gw, "sandbox", "capture").await;
+    let capture_calls = gw.plugin_calls("sandbox", "capture").await;
     let (resp, _) = sim.capture(&auth, auth.amount_cents + 1).await;
     assert_eq!(resp.status, 422, "{resp}");
     assert_eq!(resp.error_code(), Some("amount_exceeds_balance"), "{resp}");
-    assert_eq!(plugin_calls(&gw, "sandbox", "capture").await, capture_calls);
+    assert_eq!(gw.plugin_calls("sandbox", "capture").await, capture_calls);
 
     // The card number is in no line (checked with the rest).
     assert_no_leaks(&gw, &[]);
@@ -727,11 +694,11 @@ async fn void_lifecycle_and_saved_payment_source() {
     assert_eq!(resp.status, 200, "{resp}");
     assert_eq!(resp.amount_cents(), Some(auth.amount_cents), "{resp}");
     let void = void.expect("void");
-    let capture_calls = plugin_calls(&gw, "sandbox", "capture").await;
+    let capture_calls = gw.plugin_calls("sandbox", "capture").await;
     let (resp, _) = sim.capture(&auth, 1_000).await;
     assert_eq!(resp.status, 422, "{resp}");
     assert_eq!(resp.error_code(), Some("amount_exceeds_balance"), "{resp}");
-    assert_eq!(plugin_calls(&gw, "sandbox", "capture").await, capture_calls);
+    assert_eq!(gw.plugin_calls("sandbox", "capture").await, capture_calls);
 
     // Save a payment source to the wallet, then pay with it.
     let payment = ExternalPayment::new(&Order::sample(), TOK_MASTERCARD);
@@ -797,7 +764,7 @@ async fn duplicates_reach_the_psp_once() {
     // 50 identical authorizes at once: one plugin call, 50 identical answers.
     let payment = ExternalPayment::new(&Order::sample(), TOK_VISA);
     let (body, signature) = sim.encode(&authorize_body(&payment));
-    let before = plugin_calls(&gw, "sandbox", "authorize").await;
+    let before = gw.plugin_calls("sandbox", "authorize").await;
     let mut burst = tokio::task::JoinSet::new();
     for _ in 0..50 {
         let (sim, body, signature) = (sim.clone(), body.clone(), signature.clone());
@@ -812,7 +779,7 @@ async fn duplicates_reach_the_psp_once() {
         assert_eq!(resp.status, 200, "{resp}");
         assert_eq!(resp.raw, answers[0].raw, "answers differ");
     }
-    assert_eq!(plugin_calls(&gw, "sandbox", "authorize").await, before + 1);
+    assert_eq!(gw.plugin_calls("sandbox", "authorize").await, before + 1);
     // A later repeat gets the stored answer, byte for byte.
     let again = sim
         .post_raw(
@@ -824,14 +791,14 @@ async fn duplicates_reach_the_psp_once() {
         .await;
     assert_eq!(again.status, 200, "{again}");
     assert_eq!(again.raw, answers[0].raw);
-    assert_eq!(plugin_calls(&gw, "sandbox", "authorize").await, before + 1);
+    assert_eq!(gw.plugin_calls("sandbox", "authorize").await, before + 1);
 
     // A capture sent twice with the same body (same balance) is captured once...
     let (resp, auth) = sim.authorize(&Order::sample(), TOK_VISA).await;
     assert_eq!(resp.status, 200, "{resp}");
     let auth = auth.expect("authorization");
     let (body, signature) = sim.encode(&capture_body(&auth, 4_000));
-    let captures_before = plugin_calls(&gw, "sandbox", "capture").await;
+    let captures_before = gw.plugin_calls("sandbox", "capture").await;
     let first = sim
         .post_raw(
             Action::Capture,
@@ -846,7 +813,7 @@ async fn duplicates_reach_the_psp_once() {
     assert_eq!(first.status, 200, "{first}");
     assert_eq!(second.raw, first.raw);
     assert_eq!(
-        plugin_calls(&gw, "sandbox", "capture").await,
+        gw.plugin_calls("sandbox", "capture").await,
         captures_before + 1
     );
     // ...while the next partial capture of the same amount (the balance moved) is new.
@@ -858,7 +825,7 @@ async fn duplicates_reach_the_psp_once() {
     assert_eq!(next.status, 200, "{next}");
     assert_ne!(next.transaction_token(), first.transaction_token());
     assert_eq!(
-        plugin_calls(&gw, "sandbox", "capture").await,
+        gw.plugin_calls("sandbox", "capture").await,
         captures_before + 2
     );
 
@@ -1196,7 +1163,7 @@ async fn reconciler_settles_payments_whose_notification_never_came() {
 
     // Several reconcile rounds later the other one is still pending, and nothing was sent.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert!(plugin_calls(&gw, "sandbox", "sync").await >= 2);
+    assert!(gw.plugin_calls("sandbox", "sync").await >= 2);
     assert!(callbacks_for(&receiver, &waiting_id).is_empty());
     assert_eq!(store.by_action_id(&waiting_id).await.status, "pending");
     assert_eq!(callbacks_for(&receiver, &lost_id).len(), 1);

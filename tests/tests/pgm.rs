@@ -316,47 +316,14 @@ fn assert_ko_body(status: u16, body: &Value, expected: u16, mentions: &str) {
 
 /// Fails naming every log line that contains a secret or a payment source token.
 fn assert_no_leaks(gw: &Gateway, also: &[&str]) {
-    let lines: Vec<String> = gw.logs().iter().map(Value::to_string).collect();
-    assert!(!lines.is_empty(), "no log lines were captured");
-    let mut leaks = Vec::new();
-    for needle in NEVER_LOGGED.iter().chain(also) {
-        for line in lines.iter().filter(|l| l.contains(needle)) {
-            leaks.push(format!("`{needle}` in: {line}"));
-        }
-    }
-    assert!(leaks.is_empty(), "log lines leak:\n{}", leaks.join("\n"));
-}
-
-async fn metrics(gw: &Gateway) -> String {
-    let resp = reqwest::get(gw.url("/metrics"))
-        .await
-        .expect("GET /metrics");
-    assert_eq!(resp.status(), 200);
-    resp.text().await.expect("metrics text")
-}
-
-/// `psp_plugin_calls_total` of one gateway and operation, every result together.
-async fn plugin_calls(gw: &Gateway, gateway: &str, operation: &str) -> u64 {
-    let prefix =
-        format!("psp_plugin_calls_total{{gateway=\"{gateway}\",operation=\"{operation}\",");
-    metrics(gw)
-        .await
-        .lines()
-        .filter(|l| l.starts_with(&prefix))
-        .map(|l| {
-            l.rsplit(' ')
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("bad metrics line {l}"))
-        })
-        .sum()
+    gw.assert_no_leaks(&[NEVER_LOGGED, also].concat());
 }
 
 /// Waits until the outbox has nothing left to deliver (`psp_callbacks_waiting 0`).
 async fn wait_outbox_empty(gw: &Gateway) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let text = metrics(gw).await;
+        let text = gw.metrics().await;
         let waiting: u64 = text
             .lines()
             .find_map(|l| l.strip_prefix("psp_callbacks_waiting "))
@@ -411,7 +378,7 @@ async fn pay_answers_ok_ko_and_pending() {
     payment_id(&pending);
 
     // One sale per distinct shopTransactionId reached the plugin.
-    assert_eq!(plugin_calls(&gw, "mia", "sale").await, 4);
+    assert_eq!(gw.plugin_calls("mia", "sale").await, 4);
     assert_no_leaks(&gw, &[]);
 }
 
@@ -461,8 +428,8 @@ async fn pending_payment_is_settled_by_callback_and_pushed() {
     wait_outbox_empty(&gw).await;
     assert_eq!(receiver.pushes_for(&id).len(), 1, "{:?}", receiver.pushes());
     // One sale, one sync.
-    assert_eq!(plugin_calls(&gw, "mia", "sale").await, 1);
-    assert_eq!(plugin_calls(&gw, "mia", "sync").await, 1);
+    assert_eq!(gw.plugin_calls("mia", "sale").await, 1);
+    assert_eq!(gw.plugin_calls("mia", "sync").await, 1);
 
     // A `status` on another pending payment refreshes it too.
     let (_, pending) = pgm.pay("shop-cb-2", 100, TOK_PENDING_SYNC).await;
@@ -508,14 +475,14 @@ async fn refunds_draw_on_the_paid_amount() {
         (200, Some("OK")),
         "{rest}"
     );
-    assert_eq!(plugin_calls(&gw, "mia", "refund").await, 3);
+    assert_eq!(gw.plugin_calls("mia", "refund").await, 3);
 
     // Nothing is left.
     let (status, more) = pgm.refund(&id, 1).await;
     assert_eq!(status, 200, "{more}");
     assert_eq!(more["result"], "KO", "{more}");
     assert!(more["resultDescription"].is_string(), "{more}");
-    assert_eq!(plugin_calls(&gw, "mia", "refund").await, 3);
+    assert_eq!(gw.plugin_calls("mia", "refund").await, 3);
 
     // More than the payment in one go, on a fresh one: KO as well.
     let (_, paid2) = pgm.pay("shop-ref-2", 1_000, TOK_CARD).await;
@@ -669,10 +636,10 @@ async fn duplicate_pays_charge_once() {
     assert_eq!(status, 200, "{again}");
     assert_eq!(again, first);
     assert_eq!(payment_id(&again), payment_id(&first));
-    assert_eq!(plugin_calls(&gw, "mia", "sale").await, 1);
+    assert_eq!(gw.plugin_calls("mia", "sale").await, 1);
 
     // Twenty at once, on a PSP slow enough for all of them to overlap.
-    let before = plugin_calls(&gw, "mia", "sale").await;
+    let before = gw.plugin_calls("mia", "sale").await;
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let pgm = pgm.clone();
@@ -689,7 +656,7 @@ async fn duplicate_pays_charge_once() {
     for (i, a) in answers.iter().enumerate() {
         assert_eq!(a, &answers[0], "answer {i} differs");
     }
-    assert_eq!(plugin_calls(&gw, "mia", "sale").await - before, 1);
+    assert_eq!(gw.plugin_calls("mia", "sale").await - before, 1);
     assert_ne!(payment_id(&body), payment_id(&first));
 
     // Status of the one payment.
@@ -744,8 +711,8 @@ async fn subscription_start_pay_status_expire() {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| panic!("no subscriptionToken in {started}"))
         .to_owned();
-    assert_eq!(plugin_calls(&gw, "mia", "tokenize").await, 1);
-    assert_eq!(plugin_calls(&gw, "mia", "sale").await, 1);
+    assert_eq!(gw.plugin_calls("mia", "tokenize").await, 1);
+    assert_eq!(gw.plugin_calls("mia", "sale").await, 1);
 
     let (status, st) = pgm.get(&format!("/subscription/status/{sub}")).await;
     assert_eq!(status, 200, "{st}");
@@ -774,7 +741,7 @@ async fn subscription_start_pay_status_expire() {
     assert_ne!(id1, first);
     assert_ne!(id2, first);
     assert_eq!(p1["subscriptionToken"], sub.as_str(), "{p1}");
-    assert_eq!(plugin_calls(&gw, "mia", "sale").await, 3);
+    assert_eq!(gw.plugin_calls("mia", "sale").await, 3);
     // The charges are ordinary payments: status works on them.
     let (_, st) = pgm.status(&id2).await;
     assert_status_object(&st, "ACCEPTED", &id2, "shop-sub-1-m3", "sandbox");
@@ -787,7 +754,7 @@ async fn subscription_start_pay_status_expire() {
         )
         .await;
     assert_eq!(payment_id(&p1_again), id1);
-    assert_eq!(plugin_calls(&gw, "mia", "sale").await, 3);
+    assert_eq!(gw.plugin_calls("mia", "sale").await, 3);
 
     let (status, st) = pgm.get(&format!("/subscription/status/{sub}")).await;
     assert_eq!(
@@ -815,7 +782,7 @@ async fn subscription_start_pay_status_expire() {
     assert_eq!(status, 200, "{refused}");
     assert_eq!(refused["result"], "KO", "{refused}");
     assert!(refused["resultDescription"].is_string(), "{refused}");
-    assert_eq!(plugin_calls(&gw, "mia", "sale").await, 3);
+    assert_eq!(gw.plugin_calls("mia", "sale").await, 3);
 
     // The provider pages' spelling: POST .../expire/{token}?shopTransactionId=
     let (_, started2) = pgm
@@ -947,8 +914,8 @@ async fn bad_input_is_400_naming_the_field() {
     assert_ko_body(status, &answer, 400, "object");
 
     // Nothing reached the plugin; the good body still works afterwards.
-    assert_eq!(plugin_calls(&gw, "mia", "sale").await, 0);
-    assert_eq!(plugin_calls(&gw, "mia", "tokenize").await, 0);
+    assert_eq!(gw.plugin_calls("mia", "sale").await, 0);
+    assert_eq!(gw.plugin_calls("mia", "tokenize").await, 0);
     let (status, ok) = pgm.post("/pay", &good).await;
     assert_eq!((status, ok["result"].as_str()), (200, Some("OK")), "{ok}");
 
@@ -990,7 +957,7 @@ async fn optional_bearer_token_guards_the_routes() {
     let suffixed = Pgm::new(&gw, "locked").with_bearer(&format!("{AUTH_TOKEN}x"));
     let (s, b) = suffixed.pay("shop-auth-1", 1299, TOK_CARD).await;
     assert_ko_body(s, &b, 401, "bearer");
-    assert_eq!(plugin_calls(&gw, "locked", "sale").await, 0);
+    assert_eq!(gw.plugin_calls("locked", "sale").await, 0);
 
     // The right token works, end to end.
     let (status, ok) = right.pay("shop-auth-1", 1299, TOK_CARD).await;
@@ -1001,7 +968,7 @@ async fn optional_bearer_token_guards_the_routes() {
     assert_status_object(&st, "ACCEPTED", &id, "shop-auth-1", "sandbox");
     let (status, r) = right.refund(&id, 299).await;
     assert_eq!((status, r["result"].as_str()), (200, Some("OK")), "{r}");
-    assert_eq!(plugin_calls(&gw, "locked", "sale").await, 1);
+    assert_eq!(gw.plugin_calls("locked", "sale").await, 1);
 
     // A gateway without `pgm_auth_token` needs none.
     let open = Pgm::new(&gw, "open");
@@ -1063,7 +1030,7 @@ async fn stripe_plugin_serves_the_pgm_front() {
     // The same shopTransactionId again: the same PaymentIntent, one sale.
     let (_, again) = pgm.pay("shop-stripe-1", 5_000, &pm).await;
     assert_eq!(again, paid);
-    assert_eq!(plugin_calls(&gw, "stripe", "sale").await, 1);
+    assert_eq!(gw.plugin_calls("stripe", "sale").await, 1);
 
     // Status and check.
     let (status, st) = pgm.status(&pi_id).await;
@@ -1086,7 +1053,7 @@ async fn stripe_plugin_serves_the_pgm_front() {
     assert_eq!((status, r2["result"].as_str()), (200, Some("OK")), "{r2}");
     let (status, r3) = pgm.refund(&pi_id, 1).await;
     assert_eq!((status, r3["result"].as_str()), (200, Some("KO")), "{r3}");
-    assert_eq!(plugin_calls(&gw, "stripe", "refund").await, 2);
+    assert_eq!(gw.plugin_calls("stripe", "refund").await, 2);
     let pi = stripe.get(&format!("/v1/payment_intents/{pi_id}")).await;
     let refunded = pi["latest_charge"]["amount_refunded"]
         .as_u64()
