@@ -11,6 +11,7 @@ pub mod payments;
 pub mod plugins;
 pub mod protocol;
 pub mod psp_webhooks;
+pub mod redact;
 pub mod serve;
 pub mod signature;
 pub mod store;

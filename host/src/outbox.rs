@@ -121,20 +121,6 @@ impl Outbox {
     }
 }
 
-/// Re-checks stale pending transactions every `interval` (when `after_ms` > 0).
-pub async fn reconcile_forever(payments: crate::payments::Payments, interval: Duration) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match payments.reconcile_once().await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(settled = n, "reconciler settled pending transactions"),
-            Err(e) => tracing::error!("reconciler: {e}"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

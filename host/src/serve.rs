@@ -50,7 +50,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     );
     tokio::spawn(Outbox::new(store.clone(), config.outbox.clone(), outbox_wake.clone()).run());
     if config.reconciler.after_ms > 0 {
-        tokio::spawn(crate::outbox::reconcile_forever(
+        tokio::spawn(crate::payments::reconcile_forever(
             payments.clone(),
             Duration::from_millis(config.reconciler.interval_ms),
         ));

@@ -47,11 +47,9 @@ pub fn prism_binary() -> PathBuf {
     prism
 }
 
-/// A spec from `../shared/reference/psp-specs/` (shared/ sits beside the repository).
+/// A PSP's published API spec vendored in `tests/fakes/specs/` (with its licence).
 pub fn psp_spec(file: &str) -> PathBuf {
-    let path = workspace_root()
-        .join("../shared/reference/psp-specs")
-        .join(file);
+    let path = workspace_root().join("tests/fakes/specs").join(file);
     assert!(path.exists(), "missing PSP spec {}", path.display());
     path
 }

@@ -61,7 +61,7 @@ pub fn tokenized(t: &Tokenized) -> Value {
 /// An event as logged: the PSP reference is shortened (it can be a reusable token).
 pub fn event(e: &PspEvent) -> Value {
     json!({
-        "psp_reference": crate::payments::redact_token(&e.psp_reference),
+        "psp_reference": crate::redact::token(&e.psp_reference),
         "status": match e.status { super::types::FinalStatus::Succeeded => "succeeded", super::types::FinalStatus::Failed => "failed" },
         "operation": e.operation.map(super::bindings::operation_name),
         "code": e.code, "message": e.message, "amount_cents": e.amount_cents,

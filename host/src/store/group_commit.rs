@@ -4,6 +4,13 @@
 //! only after the batch's COMMIT has returned, so an acknowledged write is as durable as
 //! the connection's `synchronous` setting makes any commit; under load one fsync then
 //! serves many operations.
+//!
+//! When the batch itself goes wrong (a savepoint statement or COMMIT fails, as on a full
+//! disk, or SQLite rolled the whole transaction back on its own), everything is rolled
+//! back and each operation is run again alone, so every caller hears what happened to its
+//! own write: never "committed" for a write that was not, nor the reverse. The queue is
+//! bounded: a full queue refuses a write at once rather than accepting what it may never
+//! record.
 
 use futures::future::BoxFuture;
 use sqlx::{Connection, SqliteConnection};
@@ -13,52 +20,88 @@ use super::StoreError;
 
 /// The most operations one transaction carries.
 const MAX_BATCH: usize = 256;
+/// Writes waiting at most; more are refused with `StoreError::Overloaded`.
+const QUEUE: usize = 8192;
 
-/// Sends the operation's result once the batch's fate is known.
-type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
-/// A write operation: runs on the connection, says whether it succeeded (its savepoint is
-/// kept or rolled back) and how to deliver its result after COMMIT.
-type Job =
-    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Deliver)> + Send>;
+/// A queued write. `run` may be called more than once (after a rollback of its batch); the
+/// result of the last run is the one delivered.
+trait Op: Send {
+    /// Runs the operation on the connection, inside a savepoint; true if it succeeded.
+    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
+    /// Tells the caller: its last run's result if `committed` is Ok, else the error.
+    fn deliver(self: Box<Self>, committed: Result<(), String>);
+}
+
+struct Pending<R, F> {
+    op: F,
+    result: Option<Result<R, StoreError>>,
+    reply: oneshot::Sender<Result<R, StoreError>>,
+}
+
+impl<R, F> Op for Pending<R, F>
+where
+    R: Send + 'static,
+    F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<R, StoreError>> + Send,
+{
+    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool> {
+        Box::pin(async move {
+            let result = (self.op)(conn).await;
+            let ok = result.is_ok();
+            self.result = Some(result);
+            ok
+        })
+    }
+
+    fn deliver(self: Box<Self>, committed: Result<(), String>) {
+        let result = match (committed, self.result) {
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(StoreError::Commit("the write was never run".into())),
+            (Err(e), _) => Err(StoreError::Commit(e)),
+        };
+        let _ = self.reply.send(result);
+    }
+}
 
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::Sender<Box<dyn Op>>,
 }
 
 impl Writer {
     /// Starts the writer task on its own connection.
     pub fn spawn(conn: SqliteConnection) -> Writer {
-        let (jobs, rx) = mpsc::unbounded_channel();
+        let (jobs, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(conn, rx));
         Writer { jobs }
     }
 
-    /// Runs `op` in the next batch and returns its result after the batch commits.
+    /// False once the writer task has stopped (nothing can be written any more).
+    #[allow(dead_code)] // read by the health check
+    pub fn is_alive(&self) -> bool {
+        !self.jobs.is_closed()
+    }
+
+    /// Runs `op` in the next batch and returns its result after the batch commits. `op`
+    /// must be repeatable: it is run again if its batch had to be rolled back.
     pub async fn submit<R, F>(&self, op: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<R, StoreError>>
+        F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<R, StoreError>>
             + Send
             + 'static,
     {
-        let (tx, rx) = oneshot::channel::<Result<R, StoreError>>();
-        let job: Job = Box::new(move |conn| {
-            Box::pin(async move {
-                let result = op(conn).await;
-                let ok = result.is_ok();
-                let deliver: Deliver = Box::new(move |committed| {
-                    let _ = tx.send(match committed {
-                        Ok(()) => result,
-                        Err(e) => Err(StoreError::Commit(e)),
-                    });
-                });
-                (ok, deliver)
-            })
+        let (reply, rx) = oneshot::channel::<Result<R, StoreError>>();
+        let job: Box<dyn Op> = Box::new(Pending {
+            op,
+            result: None,
+            reply,
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| StoreError::Commit("the store writer has stopped".into()))?;
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => {
+                StoreError::Commit("the store writer has stopped".into())
+            }
+        })?;
         rx.await.map_err(|_| {
             StoreError::Commit("the write was not carried out (see the store writer's log)".into())
         })?
@@ -67,11 +110,37 @@ impl Writer {
 
 /// One statement on the connection (a named function keeps the borrow's lifetime simple
 /// for the spawned writer future).
-async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), sqlx::Error> {
-    sqlx::query(sql).execute(conn).await.map(|_| ())
+async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), String> {
+    sqlx::query(sql)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("{sql}: {e}"))
 }
 
-async fn run(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
+/// Runs `batch` in one transaction. Any error of the transaction's own statements (not of
+/// an operation, which its savepoint takes back) fails the whole batch, rolled back.
+async fn run_batch(conn: &mut SqliteConnection, batch: &mut [Box<dyn Op>]) -> Result<(), String> {
+    exec(conn, "BEGIN IMMEDIATE").await?;
+    let outcome = async {
+        for op in batch.iter_mut() {
+            exec(conn, "SAVEPOINT op").await?;
+            if !op.run(conn).await {
+                exec(conn, "ROLLBACK TO op").await?;
+            }
+            // Fails too if SQLite already rolled the whole transaction back.
+            exec(conn, "RELEASE op").await?;
+        }
+        exec(conn, "COMMIT").await
+    }
+    .await;
+    if outcome.is_err() {
+        let _ = exec(conn, "ROLLBACK").await;
+    }
+    outcome
+}
+
+async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn Op>>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -80,34 +149,25 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
                 Err(_) => break,
             }
         }
-        let mut delivers = Vec::with_capacity(batch.len());
-        let began = exec(&mut conn, "BEGIN IMMEDIATE").await;
-        if let Err(e) = began {
-            // Dropping the jobs unrun tells each caller its write was not carried out.
-            tracing::error!(
-                operations = batch.len(),
-                "store writer cannot begin a transaction: {e}"
-            );
-            continue;
-        }
-        for job in batch {
-            let _ = exec(&mut conn, "SAVEPOINT op").await;
-            let (ok, deliver) = job(&mut conn).await;
-            if !ok {
-                let _ = exec(&mut conn, "ROLLBACK TO op").await;
+        match run_batch(&mut conn, &mut batch).await {
+            Ok(()) => batch.into_iter().for_each(|op| op.deliver(Ok(()))),
+            Err(e) if batch.len() == 1 => {
+                tracing::error!("store write not committed: {e}");
+                batch.into_iter().for_each(|op| op.deliver(Err(e.clone())));
             }
-            let _ = exec(&mut conn, "RELEASE op").await;
-            delivers.push(deliver);
-        }
-        let committed = match exec(&mut conn, "COMMIT").await {
-            Ok(()) => Ok(()),
             Err(e) => {
-                let _ = exec(&mut conn, "ROLLBACK").await;
-                Err(format!("commit failed: {e}"))
+                tracing::warn!(
+                    operations = batch.len(),
+                    "store batch rolled back ({e}); retrying its writes one by one"
+                );
+                for mut op in batch {
+                    let committed = run_batch(&mut conn, std::slice::from_mut(&mut op)).await;
+                    if let Err(e) = &committed {
+                        tracing::error!("store write not committed: {e}");
+                    }
+                    op.deliver(committed);
+                }
             }
-        };
-        for deliver in delivers {
-            deliver(committed.clone());
         }
     }
     let _ = conn.close().await;

@@ -172,8 +172,29 @@ fn respond(a: StoredAnswer) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], a.body).into_response()
 }
 
-fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
-    respond(error_answer(status, code, message))
+/// A request this front refuses before (or instead of) the engine: answered as
+/// `{"success": false, "error": {"code", "message"}}` with its HTTP status.
+#[derive(Debug)]
+pub struct ClError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ClError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ClError {
+        ClError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ClError {
+    fn into_response(self) -> Response {
+        respond(error_answer(self.status, self.code, &self.message))
+    }
 }
 
 /// `POST /commercelayer/{gateway}/{action}`.
@@ -187,7 +208,8 @@ pub async fn handle(
     let span = tracing::info_span!("commerce_layer", %request_id, %gateway, %action);
     let response = serve(state, gateway, action, headers, body)
         .instrument(span.clone())
-        .await;
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
     span.in_scope(|| tracing::info!(status = response.status().as_u16(), "answered"));
     response
 }
@@ -198,53 +220,53 @@ async fn serve(
     action: String,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<Response, ClError> {
     let Some(action) = Action::parse(&action).filter(|a| *a != Action::Sale) else {
-        return refuse(
+        return Err(ClError::new(
             StatusCode::NOT_FOUND,
             "unknown_action",
             "use authorize, capture, void, refund or token",
-        );
+        ));
     };
     let Some(config) = state.config.gateway(&gateway) else {
-        return refuse(
+        return Err(ClError::new(
             StatusCode::NOT_FOUND,
             "unknown_gateway",
-            &format!("unknown gateway `{gateway}`"),
-        );
+            format!("unknown gateway `{gateway}`"),
+        ));
     };
     let Some(secret) = &config.shared_secret else {
-        return refuse(
+        return Err(ClError::new(
             StatusCode::NOT_FOUND,
             "unknown_gateway",
-            &format!("gateway `{gateway}` has no Commerce Layer shared_secret"),
-        );
+            format!("gateway `{gateway}` has no Commerce Layer shared_secret"),
+        ));
     };
     let body = match to_bytes(body, BODY_LIMIT).await {
         Ok(b) => b,
         Err(_) => {
-            return refuse(
+            return Err(ClError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "the body exceeds 1 MiB",
-            );
+            ));
         }
     };
     // Authenticate before reading a byte of the document.
     let Some(given) = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()) else {
-        return refuse(
+        return Err(ClError::new(
             StatusCode::UNAUTHORIZED,
             "missing_signature",
             "X-CommerceLayer-Signature is required",
-        );
+        ));
     };
     let expected = sign(secret.expose(), &body);
     if !constant_time_eq(given.trim().as_bytes(), expected.as_bytes()) {
-        return refuse(
+        return Err(ClError::new(
             StatusCode::UNAUTHORIZED,
             "invalid_signature",
             "X-CommerceLayer-Signature does not match the body",
-        );
+        ));
     }
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -256,35 +278,39 @@ async fn serve(
         .trim()
         .to_ascii_lowercase();
     if content_type != "application/json" && content_type != "application/vnd.api+json" {
-        return refuse(
+        return Err(ClError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send application/json or application/vnd.api+json",
-        );
+        ));
     }
     let request = match parse::parse(&gateway, action, &body) {
         Ok(r) => r,
         Err(Rejection::Malformed(e)) => {
-            return refuse(StatusCode::BAD_REQUEST, "invalid_payload", &e.to_string());
+            return Err(ClError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_payload",
+                e.to_string(),
+            ));
         }
         Err(Rejection::CardNumber) => {
             tracing::warn!("refused a payment source token that looks like a card number");
-            return refuse(
+            return Err(ClError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "card_number_refused",
                 "payment_source_token looks like a card number; send the PSP's token",
-            );
+            ));
         }
     };
     match state.payments.execute(&state.commerce_layer, request).await {
-        Ok(answer) => respond(answer),
+        Ok(answer) => Ok(respond(answer)),
         Err(e) => {
             tracing::error!("payment engine: {e}");
-            refuse(
+            Err(ClError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 "the gateway cannot record payments right now",
-            )
+            ))
         }
     }
 }

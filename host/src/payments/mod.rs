@@ -5,6 +5,8 @@
 //!
 //! A front parses its protocol into a `PaymentRequest` and renders `PaymentResult`s and
 //! callbacks through its `Front` implementation; the engine never sees protocol JSON.
+//! `settle` holds the pure mapping of plugin replies, `recovery` the outcomes that arrive
+//! later (PSP events, reconciliation).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,16 +15,18 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
+mod recovery;
+mod settle;
+
 use crate::config::{Config, GatewayConfig};
-use crate::plugins::types::{
-    AuthorizeRequest, Failure, FinalStatus, FollowUpRequest, Money, Operation, Order, Outcome,
-    Pair, PspEvent, SyncRequest, TokenizeRequest,
-};
-use crate::plugins::{Call, CallError, GatewayCallError, Plugins, Reply};
+use crate::plugins::types::Order;
+use crate::plugins::{CallError, GatewayCallError, Plugins, Reply};
 use crate::store::{
     Action, BalanceRule, Begin, Completion, NewCallback, NewTransaction, Status, Store, StoreError,
     StoredAnswer, Transaction, now_ms,
 };
+pub use recovery::reconcile_forever;
+use settle::{build_call, log_result, settle};
 
 /// An operation, parsed by a front.
 #[derive(Debug, Clone)]
@@ -493,163 +497,6 @@ impl Payments {
         Ok(answer)
     }
 
-    /// Applies PSP events (from a notification) to the pending transactions they name.
-    /// Returns how many transactions changed.
-    pub async fn apply_events(
-        &self,
-        gateway: &str,
-        events: &[PspEvent],
-    ) -> Result<usize, PaymentError> {
-        let mut changed = 0;
-        for event in events {
-            let outcome = FinalOutcome {
-                succeeded: event.status == FinalStatus::Succeeded,
-                message: event.message.clone().unwrap_or_else(|| match event.status {
-                    FinalStatus::Succeeded => "Payment confirmed by the PSP".into(),
-                    FinalStatus::Failed => "Payment failed at the PSP".into(),
-                }),
-                error_code: match event.status {
-                    FinalStatus::Succeeded => None,
-                    FinalStatus::Failed => {
-                        Some(event.code.clone().unwrap_or_else(|| "psp_failed".into()))
-                    }
-                },
-                error_detail: match event.status {
-                    FinalStatus::Succeeded => None,
-                    FinalStatus::Failed => event.message.clone(),
-                },
-            };
-            let pending = self
-                .inner
-                .store
-                .find_pending_by_reference(gateway, &event.psp_reference)
-                .await?;
-            if pending.is_empty() {
-                tracing::info!(gateway, psp_reference = %redact_token(&event.psp_reference), "psp event for no pending transaction (already final or unknown)");
-            }
-            for txn in pending {
-                if let Some(op) = event.operation
-                    && operation_of(txn.action) != Some(op)
-                {
-                    continue;
-                }
-                if self.finish_pending(&txn, &outcome).await? {
-                    changed += 1;
-                }
-            }
-        }
-        Ok(changed)
-    }
-
-    /// Moves a pending transaction to its final state and queues its callback.
-    async fn finish_pending(
-        &self,
-        txn: &Transaction,
-        outcome: &FinalOutcome,
-    ) -> Result<bool, PaymentError> {
-        let Some(gateway) = self.inner.config.gateway(&txn.gateway) else {
-            return Ok(false);
-        };
-        let callback = self
-            .inner
-            .fronts
-            .get(txn.front.as_str())
-            .and_then(|f| f.callback(gateway, txn, outcome));
-        let completion = Completion {
-            status: if outcome.succeeded {
-                Status::Approved
-            } else {
-                Status::Declined
-            },
-            transaction_token: None,
-            psp_token: None,
-            psp_reference: None,
-            action_id: None,
-            error_code: outcome.error_code.clone(),
-            error_message: outcome.error_detail.clone(),
-            response: None,
-        };
-        let changed = self
-            .inner
-            .store
-            .complete(&txn.id, completion, callback, Some(Status::Pending))
-            .await?;
-        if changed {
-            tracing::info!(gateway = %txn.gateway, action = txn.action.as_str(), action_id = ?txn.action_id, succeeded = outcome.succeeded, "pending transaction settled");
-            self.inner.outbox_wake.notify_one();
-        }
-        Ok(changed)
-    }
-
-    /// Asks plugins about transactions pending for longer than the configured age.
-    pub async fn reconcile_once(&self) -> Result<usize, PaymentError> {
-        let age = self.inner.config.reconciler.after_ms as i64;
-        let stale = self.inner.store.pending_before(now_ms() - age, 100).await?;
-        let mut settled = 0;
-        for txn in stale {
-            if self.refresh(&txn).await? {
-                settled += 1;
-            }
-        }
-        Ok(settled)
-    }
-
-    /// Asks the plugin (`sync`) about one pending transaction and settles it if the PSP
-    /// has a final answer. True if it changed.
-    pub async fn refresh(&self, txn: &Transaction) -> Result<bool, PaymentError> {
-        if txn.status != Status::Pending
-            || self
-                .inner
-                .in_flight
-                .lock()
-                .expect("in-flight")
-                .contains(&txn.id)
-        {
-            return Ok(false);
-        }
-        let Some(op) = operation_of(txn.action) else {
-            return Ok(false);
-        };
-        // A deferred call that never came back (the host stopped mid-call) left no PSP
-        // token or reference: there is nothing the PSP could be asked about.
-        if txn.psp_token.is_none() && txn.psp_reference.is_none() {
-            tracing::warn!(txn = %txn.id, action_id = ?txn.action_id, "pending without any PSP reference: needs an operator");
-            return Ok(false);
-        }
-        let call = Call::Sync(SyncRequest {
-            operation: op,
-            transaction_token: txn
-                .psp_token
-                .clone()
-                .unwrap_or_else(|| txn.transaction_token.clone()),
-            psp_reference: txn.psp_reference.clone(),
-            amount: Money {
-                amount_cents: txn.amount_cents as u64,
-                currency: txn.currency.clone(),
-            },
-        });
-        let outcome = match self.inner.plugins.call(&txn.gateway, call).await {
-            Ok(Reply::Outcome(Ok(Outcome::Approved(_)))) => FinalOutcome {
-                succeeded: true,
-                message: "Confirmed by the PSP on reconciliation".into(),
-                error_code: None,
-                error_detail: None,
-            },
-            Ok(Reply::Outcome(Ok(Outcome::Declined(d)))) => FinalOutcome {
-                succeeded: false,
-                message: d.message.clone(),
-                error_code: Some(d.code),
-                error_detail: Some(d.message),
-            },
-            Ok(Reply::Outcome(Ok(Outcome::Pending(_)))) => return Ok(false),
-            other => {
-                tracing::debug!(txn = %txn.id, "sync gave no final state: {other:?}");
-                return Ok(false);
-            }
-        };
-        self.finish_pending(txn, &outcome).await
-    }
-
     /// The transaction a front answered `token` for, on `gateway`, among `actions`.
     pub async fn find(
         &self,
@@ -670,17 +517,6 @@ enum Joined {
     Retry(Box<Transaction>),
 }
 
-fn operation_of(action: Action) -> Option<Operation> {
-    Some(match action {
-        Action::Authorize => Operation::Authorize,
-        Action::Capture => Operation::Capture,
-        Action::Void => Operation::Void,
-        Action::Refund => Operation::Refund,
-        Action::Sale => Operation::Sale,
-        Action::Token => return None,
-    })
-}
-
 /// `gateway:action:sha256(natural key)`: also the key the plugin forwards to its PSP.
 fn idempotency_key(req: &PaymentRequest) -> String {
     let digest = Sha256::digest(req.natural_key.as_bytes());
@@ -697,231 +533,9 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", hex::encode(bytes))
 }
 
-fn build_call(txn: &Transaction, parent: Option<&Transaction>, req: &PaymentRequest) -> Call {
-    let amount = Money {
-        amount_cents: req.amount_cents,
-        currency: req.currency.clone(),
-    };
-    let authorize = || AuthorizeRequest {
-        idempotency_key: txn.idempotency_key.clone(),
-        amount: amount.clone(),
-        payment_source_token: req.payment_source_token.clone().unwrap_or_default(),
-        customer_token: req.customer_token.clone(),
-        reference: req.resource_id.clone(),
-        order: req.order.clone(),
-        options_json: req.options_json.clone(),
-    };
-    let follow_up = || {
-        let parent = parent.expect("follow-ups have a parent");
-        FollowUpRequest {
-            idempotency_key: txn.idempotency_key.clone(),
-            amount: amount.clone(),
-            transaction_token: parent
-                .psp_token
-                .clone()
-                .unwrap_or_else(|| parent.transaction_token.clone()),
-            psp_reference: parent.psp_reference.clone(),
-            reference: req.resource_id.clone(),
-            order: req.order.clone(),
-        }
-    };
-    match req.action {
-        Action::Authorize => Call::Authorize(authorize()),
-        Action::Sale => Call::Sale(authorize()),
-        Action::Capture => Call::Capture(follow_up()),
-        Action::Void => Call::Void(follow_up()),
-        Action::Refund => Call::Refund(follow_up()),
-        Action::Token => Call::Tokenize(TokenizeRequest {
-            idempotency_key: txn.idempotency_key.clone(),
-            payment_source_token: req.payment_source_token.clone().unwrap_or_default(),
-            customer_token: req.customer_token.clone(),
-            customer_email: req.customer_email.clone(),
-            reference: req.resource_id.clone(),
-            order: req.order.clone(),
-        }),
-    }
-}
-
-fn pairs(p: Vec<Pair>) -> Vec<(String, String)> {
-    p.into_iter().map(|kv| (kv.key, kv.value)).collect()
-}
-
-/// Turns a plugin reply into the result to render and the state to store. `deferred`
-/// carries the action id already answered when the call outlived `async_after_ms`: the
-/// token answered then (the host's) stays.
-fn settle(
-    txn: &Transaction,
-    reply: Result<Reply, GatewayCallError>,
-    deferred: Option<String>,
-) -> (PaymentResult, Completion) {
-    let mut c = Completion {
-        status: Status::Failed,
-        transaction_token: None,
-        psp_token: None,
-        psp_reference: None,
-        action_id: None,
-        error_code: None,
-        error_message: None,
-        response: None,
-    };
-    let keep_host_token = deferred.is_some();
-    let failed = |kind: FailureKind, message: String, mut c: Completion| {
-        c.status = Status::Failed;
-        c.error_code = Some(kind.code().into());
-        c.error_message = Some(message.clone());
-        (PaymentResult::Failed { kind, message }, c)
-    };
-    match reply {
-        Ok(Reply::Outcome(Ok(Outcome::Approved(a)))) => {
-            c.status = Status::Approved;
-            c.psp_token = Some(a.transaction_token.clone());
-            if !keep_host_token {
-                c.transaction_token = Some(a.transaction_token.clone());
-            }
-            let token = if keep_host_token {
-                txn.transaction_token.clone()
-            } else {
-                a.transaction_token
-            };
-            (
-                PaymentResult::Approved {
-                    transaction_token: token,
-                    amount_cents: a.amount_cents,
-                    messages: a.messages,
-                    metadata: pairs(a.metadata),
-                },
-                c,
-            )
-        }
-        Ok(Reply::Outcome(Ok(Outcome::Pending(p)))) => {
-            c.status = Status::Pending;
-            c.psp_token = Some(p.transaction_token.clone());
-            c.psp_reference = Some(p.psp_reference);
-            if !keep_host_token {
-                c.transaction_token = Some(p.transaction_token.clone());
-            }
-            let action_id = deferred.unwrap_or_else(|| new_id("act"));
-            c.action_id = Some(action_id.clone());
-            let token = if keep_host_token {
-                txn.transaction_token.clone()
-            } else {
-                p.transaction_token
-            };
-            (
-                PaymentResult::Pending {
-                    transaction_token: token,
-                    amount_cents: p.amount_cents,
-                    action_id,
-                    metadata: pairs(p.metadata),
-                },
-                c,
-            )
-        }
-        Ok(Reply::Outcome(Ok(Outcome::Declined(d)))) => {
-            c.status = Status::Declined;
-            c.psp_token = d.transaction_token.clone();
-            if !keep_host_token {
-                c.transaction_token = d.transaction_token.clone();
-            }
-            c.error_code = Some(d.code.clone());
-            c.error_message = Some(d.message.clone());
-            (
-                PaymentResult::Declined {
-                    // Without a PSP token the host's own names the attempt, so a front can
-                    // still refer to it (PGM's paymentId, CL's transaction token).
-                    transaction_token: Some(
-                        d.transaction_token
-                            .unwrap_or_else(|| txn.transaction_token.clone()),
-                    ),
-                    amount_cents: txn.amount_cents as u64,
-                    code: d.code,
-                    message: d.message,
-                },
-                c,
-            )
-        }
-        Ok(Reply::Tokenized(Ok(t))) => {
-            c.status = Status::Approved;
-            c.transaction_token = Some(t.payment_source_token.clone());
-            c.psp_token = Some(t.payment_source_token.clone());
-            (
-                PaymentResult::Tokenized {
-                    customer_token: t.customer_token,
-                    payment_source_token: t.payment_source_token,
-                },
-                c,
-            )
-        }
-        Ok(Reply::Outcome(Err(f)) | Reply::Tokenized(Err(f)) | Reply::Webhook(Err(f))) => {
-            let (kind, message) = match f {
-                Failure::Unsupported(m) => (FailureKind::Unsupported, m),
-                Failure::Timeout(m) => (FailureKind::Timeout, m),
-                Failure::InvalidRequest(m) => {
-                    c.status = Status::Declined;
-                    c.error_code = Some("invalid_request".into());
-                    c.error_message = Some(m.clone());
-                    return (
-                        PaymentResult::Refused {
-                            code: RefusalCode::InvalidRequest,
-                            message: m,
-                        },
-                        c,
-                    );
-                }
-                Failure::Unreachable(m)
-                | Failure::Misconfigured(m)
-                | Failure::BadResponse(m)
-                | Failure::Unauthenticated(m)
-                | Failure::Internal(m) => (FailureKind::Unavailable, m),
-            };
-            failed(kind, message, c)
-        }
-        Ok(other) => failed(
-            FailureKind::Unavailable,
-            format!("plugin answered the wrong kind of reply: {other:?}"),
-            c,
-        ),
-        Err(GatewayCallError::Call(CallError::Deadline(ms))) => failed(
-            FailureKind::Timeout,
-            format!("the PSP did not answer within {ms} ms"),
-            c,
-        ),
-        Err(e) => failed(FailureKind::Unavailable, e.to_string(), c),
-    }
-}
-
-fn log_result(txn: &Transaction, result: &PaymentResult) {
-    let outcome = match result {
-        PaymentResult::Approved { .. } => "approved",
-        PaymentResult::Pending { .. } => "pending",
-        PaymentResult::Declined { .. } => "declined",
-        PaymentResult::Tokenized { .. } => "tokenized",
-        PaymentResult::Refused { code, .. } => code.as_str(),
-        PaymentResult::Failed { kind, .. } => kind.code(),
-    };
-    tracing::info!(gateway = %txn.gateway, action = txn.action.as_str(), txn = %txn.id, amount_cents = txn.amount_cents, currency = %txn.currency, outcome, "payment operation");
-}
-
-/// The first and last four characters: enough to correlate, too little to reuse.
-pub fn redact_token(token: &str) -> String {
-    let chars: Vec<char> = token.chars().collect();
-    if chars.len() <= 10 {
-        return "***".into();
-    }
-    let head: String = chars[..4].iter().collect();
-    let tail: String = chars[chars.len() - 4..].iter().collect();
-    format!("{head}…{tail}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redaction_keeps_little() {
-        assert_eq!(redact_token("short"), "***");
-        assert_eq!(redact_token("sbx_pend_0123456789abcdef"), "sbx_…cdef");
-    }
 
     #[test]
     fn keys_depend_on_gateway_action_and_natural_key() {

@@ -22,7 +22,13 @@ use crate::payments::{
 };
 use crate::plugins::types::Operation;
 use crate::signature::constant_time_eq;
-use crate::store::{Action, NewCallback, Status, StoredAnswer, Subscription, Transaction};
+use crate::store::{Action, NewCallback, Status, StoredAnswer, Transaction};
+
+mod parse;
+mod subscription;
+
+use parse::{amount, currency, parse_json, required_str, sale_request, source_token};
+use subscription::*;
 
 /// The PGM front.
 pub struct Pgm;
@@ -63,25 +69,43 @@ pub fn routes(state: AppState) -> Router<AppState> {
 
 type Answer = (StatusCode, Json<Value>);
 
-fn ko(status: StatusCode, description: impl Into<String>) -> Answer {
-    (
-        status,
-        Json(json!({"result": "KO", "resultDescription": description.into()})),
-    )
+/// A KO answer: `{"result": "KO", "resultDescription"}` with its HTTP status. Every
+/// refusal of this front is one, so handlers return `Result<Answer, PgmError>`.
+#[derive(Debug)]
+pub struct PgmError {
+    status: StatusCode,
+    description: String,
 }
 
-fn bad_request(description: impl Into<String>) -> Answer {
+impl IntoResponse for PgmError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"result": "KO", "resultDescription": self.description})),
+        )
+            .into_response()
+    }
+}
+
+fn ko(status: StatusCode, description: impl Into<String>) -> PgmError {
+    PgmError {
+        status,
+        description: description.into(),
+    }
+}
+
+fn bad_request(description: impl Into<String>) -> PgmError {
     ko(StatusCode::BAD_REQUEST, description)
 }
 
 /// The store failed: logged, answered 503.
-fn store_unavailable(e: impl std::fmt::Display) -> Answer {
+fn store_unavailable(e: impl std::fmt::Display) -> PgmError {
     tracing::error!("store: {e}");
     ko(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable")
 }
 
 /// The engine could not record the operation: logged, answered 503.
-fn engine_unavailable(e: impl std::fmt::Display) -> Answer {
+fn engine_unavailable(e: impl std::fmt::Display) -> PgmError {
     tracing::error!("payment engine: {e}");
     ko(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -265,80 +289,9 @@ fn push(gateway: &GatewayConfig, txn: &Transaction) -> Option<NewCallback> {
     })
 }
 
-/// A required positive integer amount in minor units.
-fn amount(body: &Value) -> Result<u64, Answer> {
-    match body.get("amount") {
-        None | Some(Value::Null) => Err(bad_request("`amount` is required")),
-        Some(v) => v.as_u64().filter(|a| *a > 0).ok_or_else(|| {
-            bad_request("`amount` must be a positive integer in the currency's minor unit")
-        }),
-    }
-}
-
-fn required_str<'a>(body: &'a Value, field: &str) -> Result<&'a str, Answer> {
-    body.get(field)
-        .and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| bad_request(format!("`{field}` is required")))
-}
-
-fn currency(body: &Value) -> Result<String, Answer> {
-    let c = required_str(body, "currency")?;
-    if c.len() == 3 && c.chars().all(|ch| ch.is_ascii_alphabetic()) {
-        Ok(c.to_ascii_uppercase())
-    } else {
-        Err(bad_request("`currency` must be an ISO 4217 code"))
-    }
-}
-
-/// `providerData.paymentSourceToken` (or `providerData.token`).
-fn source_token(body: &Value) -> Result<String, Answer> {
-    let data = body.get("providerData");
-    data.and_then(|d| d.get("paymentSourceToken").or_else(|| d.get("token")))
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .ok_or_else(|| bad_request("`providerData.paymentSourceToken` is required"))
-}
-
-fn parse_json(bytes: &[u8]) -> Result<Value, Answer> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| bad_request(format!("the body is not JSON: {e}")))?;
-    if value.is_object() {
-        Ok(value)
-    } else {
-        Err(bad_request("the body must be a JSON object"))
-    }
-}
-
-fn sale_request(
-    gateway: &str,
-    shop_transaction_id: &str,
-    amount_cents: u64,
-    currency: String,
-    token: String,
-    customer_token: Option<String>,
-    options: Option<&Value>,
-) -> PaymentRequest {
-    PaymentRequest {
-        gateway: gateway.to_owned(),
-        action: Action::Sale,
-        natural_key: shop_transaction_id.to_owned(),
-        resource_id: shop_transaction_id.to_owned(),
-        amount_cents,
-        currency,
-        payment_source_token: Some(token),
-        parent_token: None,
-        customer_token,
-        customer_email: None,
-        order: None,
-        options_json: options.map(Value::to_string),
-    }
-}
-
 /// Charges once per shop transaction id: a sale, or an authorization then a capture when
 /// the plugin has no sale.
-async fn charge(state: &AppState, req: PaymentRequest) -> Result<Answer, Answer> {
+async fn charge(state: &AppState, req: PaymentRequest) -> Result<Answer, PgmError> {
     let front = &state.pgm;
     let has_sale = state
         .plugins
@@ -384,7 +337,7 @@ async fn pay(
     State(state): State<AppState>,
     Path(gateway): Path<String>,
     body: axum::body::Bytes,
-) -> Answer {
+) -> Result<Answer, PgmError> {
     let run = async {
         let body = parse_json(&body)?;
         let amount = amount(&body)?;
@@ -402,11 +355,15 @@ async fn pay(
         );
         charge(&state, req).await
     };
-    run.await.unwrap_or_else(|e| e)
+    run.await
 }
 
 /// The payment a `paymentId` names (a sale, or the capture of authorize + capture).
-async fn payment(state: &AppState, gateway: &str, payment_id: &str) -> Result<Transaction, Answer> {
+async fn payment(
+    state: &AppState,
+    gateway: &str,
+    payment_id: &str,
+) -> Result<Transaction, PgmError> {
     state
         .payments
         .find(gateway, payment_id, &[Action::Sale, Action::Capture])
@@ -424,7 +381,7 @@ async fn refund(
     State(state): State<AppState>,
     Path(gateway): Path<String>,
     body: axum::body::Bytes,
-) -> Answer {
+) -> Result<Answer, PgmError> {
     let run = async {
         let body = parse_json(&body)?;
         let amount = amount(&body)?;
@@ -466,7 +423,7 @@ async fn refund(
             .map_err(engine_unavailable)?;
         Ok(stored(&answer))
     };
-    run.await.unwrap_or_else(|e| e)
+    run.await
 }
 
 #[derive(serde::Deserialize)]
@@ -480,7 +437,7 @@ async fn current(
     state: &AppState,
     gateway: &str,
     payment_id: Option<&str>,
-) -> Result<(Transaction, bool), Answer> {
+) -> Result<(Transaction, bool), PgmError> {
     let payment_id = payment_id
         .filter(|p| !p.is_empty())
         .ok_or_else(|| bad_request("`paymentId` is required"))?;
@@ -501,7 +458,7 @@ async fn status(
     State(state): State<AppState>,
     Path(gateway): Path<String>,
     Query(q): Query<PaymentQuery>,
-) -> Answer {
+) -> Result<Answer, PgmError> {
     answer_status(&state, &gateway, q.payment_id.as_deref()).await
 }
 
@@ -510,7 +467,7 @@ async fn status_post(
     Path(gateway): Path<String>,
     Query(q): Query<PaymentQuery>,
     body: axum::body::Bytes,
-) -> Answer {
+) -> Result<Answer, PgmError> {
     let from_body = serde_json::from_slice::<Value>(&body).ok().and_then(|b| {
         b.get("paymentId")
             .and_then(Value::as_str)
@@ -524,15 +481,17 @@ async fn status_post(
     .await
 }
 
-async fn answer_status(state: &AppState, gateway: &str, payment_id: Option<&str>) -> Answer {
+async fn answer_status(
+    state: &AppState,
+    gateway: &str,
+    payment_id: Option<&str>,
+) -> Result<Answer, PgmError> {
     let config = state
         .config
         .gateway(gateway)
         .expect("checked by authenticate");
-    match current(state, gateway, payment_id).await {
-        Ok((txn, _)) => (StatusCode::OK, Json(status_object(config, &txn))),
-        Err(e) => e,
-    }
+    let (txn, _) = current(state, gateway, payment_id).await?;
+    Ok((StatusCode::OK, Json(status_object(config, &txn))))
 }
 
 /// Status, and a push of it to the callback URL.
@@ -540,15 +499,12 @@ async fn check(
     State(state): State<AppState>,
     Path(gateway): Path<String>,
     Query(q): Query<PaymentQuery>,
-) -> Answer {
+) -> Result<Answer, PgmError> {
     let config = state
         .config
         .gateway(&gateway)
         .expect("checked by authenticate");
-    let (txn, changed) = match current(&state, &gateway, q.payment_id.as_deref()).await {
-        Ok(found) => found,
-        Err(e) => return e,
-    };
+    let (txn, changed) = current(&state, &gateway, q.payment_id.as_deref()).await?;
     // A change found by the refresh was pushed already, through the engine.
     if !changed && let Some(cb) = push(config, &txn) {
         if let Err(e) = state.payments.store().enqueue_callback(cb).await {
@@ -556,212 +512,7 @@ async fn check(
         }
         state.outbox_wake.notify_one();
     }
-    (StatusCode::OK, Json(status_object(config, &txn)))
-}
-
-async fn schedule(State(state): State<AppState>, Path(gateway): Path<String>) -> Answer {
-    let plugin = state
-        .config
-        .gateway(&gateway)
-        .map_or("", |g| g.plugin.as_str());
-    ko(
-        StatusCode::OK,
-        format!(
-            "automatic renewals run by the provider are not supported by plugin `{plugin}`; \
-             use subscription/start and subscription/pay"
-        ),
-    )
-}
-
-async fn subscription_update(
-    State(state): State<AppState>,
-    Path((gateway, token)): Path<(String, String)>,
-) -> Answer {
-    if let Err(missing) = subscription(&state, &gateway, &token).await {
-        return missing;
-    }
-    (
-        StatusCode::OK,
-        Json(json!({"result": "KO", "subscriptionToken": token,
-                "resultDescription": "a manual subscription has nothing to update: each subscription/pay names its amount"})),
-    )
-}
-
-/// A subscription of this gateway; 404 naming the token when there is none.
-async fn subscription(
-    state: &AppState,
-    gateway: &str,
-    token: &str,
-) -> Result<Subscription, Answer> {
-    state
-        .payments
-        .store()
-        .subscription(gateway, token)
-        .await
-        .map_err(store_unavailable)?
-        .ok_or_else(|| {
-            ko(
-                StatusCode::NOT_FOUND,
-                format!("unknown subscriptionToken `{token}`"),
-            )
-        })
-}
-
-/// Saves the payment source (tokenize) and takes the first payment.
-async fn subscription_start(
-    State(state): State<AppState>,
-    Path(gateway): Path<String>,
-    body: axum::body::Bytes,
-) -> Answer {
-    let run = async {
-        let body = parse_json(&body)?;
-        let amount = amount(&body)?;
-        let currency = currency(&body)?;
-        let shop = required_str(&body, "shopTransactionId")?.to_owned();
-        let token = source_token(&body)?;
-        let info = body.get("subscriptionInfo");
-        let saved = PaymentRequest {
-            gateway: gateway.clone(),
-            action: Action::Token,
-            natural_key: format!("subscription:{shop}"),
-            resource_id: shop.clone(),
-            amount_cents: 0,
-            currency: currency.clone(),
-            payment_source_token: Some(token),
-            parent_token: None,
-            customer_token: None,
-            customer_email: body
-                .pointer("/providerData/customerEmail")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            order: None,
-            options_json: None,
-        };
-        let answer = state
-            .payments
-            .execute(&state.pgm, saved)
-            .await
-            .map_err(engine_unavailable)?;
-        let (status, saved) = stored(&answer);
-        let Some(source) = saved["paymentSourceToken"].as_str() else {
-            return Ok((status, saved));
-        };
-        let customer = saved["customerToken"].as_str().map(str::to_owned);
-        let subscription = state
-            .payments
-            .store()
-            .save_subscription(Subscription {
-                token: format!("sub_{}", hex::encode(rand::random::<[u8; 12]>())),
-                gateway: gateway.clone(),
-                shop_transaction_id: shop.clone(),
-                customer_token: customer.clone(),
-                payment_source_token: source.to_owned(),
-                currency: currency.clone(),
-                interval_unit: info
-                    .and_then(|i| i.get("interval"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                interval_count: info
-                    .and_then(|i| i.get("intervalCount"))
-                    .and_then(Value::as_i64),
-                status: "PENDING".into(),
-            })
-            .await
-            .map_err(store_unavailable)?;
-        let first = sale_request(
-            &gateway,
-            &shop,
-            amount,
-            currency,
-            subscription.payment_source_token.clone(),
-            customer,
-            None,
-        );
-        let (status, mut paid) = charge(&state, first).await?;
-        let next = match paid["result"].as_str() {
-            Some("OK") => "ACTIVE",
-            Some("KO") => "EXPIRED",
-            _ => "PENDING",
-        };
-        let _ = state
-            .payments
-            .store()
-            .set_subscription_status(&gateway, &subscription.token, next)
-            .await;
-        paid["subscriptionToken"] = Value::String(subscription.token);
-        Ok((status, paid))
-    };
-    run.await.unwrap_or_else(|e| e)
-}
-
-/// A merchant-initiated charge on a subscription's saved payment source.
-async fn subscription_pay(
-    State(state): State<AppState>,
-    Path(gateway): Path<String>,
-    body: axum::body::Bytes,
-) -> Answer {
-    let run = async {
-        let body = parse_json(&body)?;
-        let amount = amount(&body)?;
-        let currency = currency(&body)?;
-        let shop = required_str(&body, "shopTransactionId")?;
-        let token = body
-            .pointer("/subscriptionInfo/token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad_request("`subscriptionInfo.token` is required"))?;
-        let subscription = subscription(&state, &gateway, token).await?;
-        if subscription.status != "ACTIVE" {
-            return Ok(ko(
-                StatusCode::OK,
-                format!("the subscription is {}", subscription.status.to_lowercase()),
-            ));
-        }
-        let req = sale_request(
-            &gateway,
-            shop,
-            amount,
-            currency,
-            subscription.payment_source_token.clone(),
-            subscription.customer_token.clone(),
-            None,
-        );
-        let (status, mut paid) = charge(&state, req).await?;
-        paid["subscriptionToken"] = Value::String(subscription.token);
-        Ok((status, paid))
-    };
-    run.await.unwrap_or_else(|e| e)
-}
-
-async fn subscription_status(
-    State(state): State<AppState>,
-    Path((gateway, token)): Path<(String, String)>,
-) -> Answer {
-    match subscription(&state, &gateway, &token).await {
-        Ok(s) => (
-            StatusCode::OK,
-            Json(json!({"subscriptionToken": s.token, "status": s.status})),
-        ),
-        Err(missing) => missing,
-    }
-}
-
-async fn subscription_expire(
-    State(state): State<AppState>,
-    Path((gateway, token)): Path<(String, String)>,
-) -> Answer {
-    match state
-        .payments
-        .store()
-        .set_subscription_status(&gateway, &token, "EXPIRED")
-        .await
-    {
-        Ok(true) => (StatusCode::OK, Json(json!({"result": "OK"}))),
-        Ok(false) => ko(
-            StatusCode::NOT_FOUND,
-            format!("unknown subscriptionToken `{token}`"),
-        ),
-        Err(_) => ko(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable"),
-    }
+    Ok((StatusCode::OK, Json(status_object(config, &txn))))
 }
 
 #[cfg(test)]
@@ -787,14 +538,9 @@ mod tests {
             json!({"amount": -1}),
             json!({"amount": 0}),
         ] {
-            let (status, body) = amount(&bad).unwrap_err();
-            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
-            assert!(
-                body["resultDescription"]
-                    .as_str()
-                    .unwrap()
-                    .contains("amount")
-            );
+            let e = amount(&bad).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{bad}");
+            assert!(e.description.contains("amount"));
         }
     }
 

@@ -1,0 +1,78 @@
+//! PGM request bodies: the fields every call shares, checked with errors that name them.
+
+use serde_json::Value;
+
+use super::{PgmError, bad_request};
+use crate::payments::PaymentRequest;
+use crate::store::Action;
+
+/// A required positive integer amount in minor units.
+pub(super) fn amount(body: &Value) -> Result<u64, PgmError> {
+    match body.get("amount") {
+        None | Some(Value::Null) => Err(bad_request("`amount` is required")),
+        Some(v) => v.as_u64().filter(|a| *a > 0).ok_or_else(|| {
+            bad_request("`amount` must be a positive integer in the currency's minor unit")
+        }),
+    }
+}
+
+pub(super) fn required_str<'a>(body: &'a Value, field: &str) -> Result<&'a str, PgmError> {
+    body.get(field)
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| bad_request(format!("`{field}` is required")))
+}
+
+pub(super) fn currency(body: &Value) -> Result<String, PgmError> {
+    let c = required_str(body, "currency")?;
+    if c.len() == 3 && c.chars().all(|ch| ch.is_ascii_alphabetic()) {
+        Ok(c.to_ascii_uppercase())
+    } else {
+        Err(bad_request("`currency` must be an ISO 4217 code"))
+    }
+}
+
+/// `providerData.paymentSourceToken` (or `providerData.token`).
+pub(super) fn source_token(body: &Value) -> Result<String, PgmError> {
+    let data = body.get("providerData");
+    data.and_then(|d| d.get("paymentSourceToken").or_else(|| d.get("token")))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| bad_request("`providerData.paymentSourceToken` is required"))
+}
+
+pub(super) fn parse_json(bytes: &[u8]) -> Result<Value, PgmError> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| bad_request(format!("the body is not JSON: {e}")))?;
+    if value.is_object() {
+        Ok(value)
+    } else {
+        Err(bad_request("the body must be a JSON object"))
+    }
+}
+
+pub(super) fn sale_request(
+    gateway: &str,
+    shop_transaction_id: &str,
+    amount_cents: u64,
+    currency: String,
+    token: String,
+    customer_token: Option<String>,
+    options: Option<&Value>,
+) -> PaymentRequest {
+    PaymentRequest {
+        gateway: gateway.to_owned(),
+        action: Action::Sale,
+        natural_key: shop_transaction_id.to_owned(),
+        resource_id: shop_transaction_id.to_owned(),
+        amount_cents,
+        currency,
+        payment_source_token: Some(token),
+        parent_token: None,
+        customer_token,
+        customer_email: None,
+        order: None,
+        options_json: options.map(Value::to_string),
+    }
+}
