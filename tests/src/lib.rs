@@ -3,6 +3,7 @@
 //! written for the test, and records its JSON log lines.
 
 pub mod cl;
+pub mod fake_stripe;
 pub mod localstripe;
 pub mod receiver;
 
