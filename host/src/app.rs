@@ -25,7 +25,9 @@ pub struct AppState {
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
-    let mut admin = Router::new().route("/admin/plugins", get(crate::ops::plugins));
+    let mut admin = Router::new()
+        .route("/admin/plugins", get(crate::ops::plugins))
+        .route("/admin/transactions", get(crate::ops::transactions));
     if state.config.admin.token.is_some() {
         admin = admin.route(
             "/admin/gateways/{gateway}/call/{operation}",

@@ -120,11 +120,24 @@ fn default_delivery_timeout_ms() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReconcilerConfig {
-    /// A transaction pending this long is asked about with the plugin's `sync` (0 = never).
+    /// A transaction pending this long is first asked about with the plugin's `sync`
+    /// (0 = pending transactions are never checked; unknown outcomes always are).
     #[serde(default = "default_reconcile_after_ms")]
     pub after_ms: u64,
+    /// The longest the reconciler sleeps between two looks for due checks.
     #[serde(default = "default_reconcile_interval_ms")]
     pub interval_ms: u64,
+    /// Delay before the first re-check of an unknown outcome; each further check of a
+    /// row doubles its delay.
+    #[serde(default = "default_check_first_retry_ms")]
+    pub first_retry_ms: u64,
+    /// The longest delay between two checks of one row.
+    #[serde(default = "default_check_max_retry_ms")]
+    pub max_retry_ms: u64,
+    /// A row still unresolved this long after it was created is escalated to an operator
+    /// (error log, metric, admin listing). It keeps being checked; it is never failed.
+    #[serde(default = "default_check_give_up_after_ms")]
+    pub give_up_after_ms: u64,
 }
 
 impl Default for ReconcilerConfig {
@@ -132,10 +145,22 @@ impl Default for ReconcilerConfig {
         ReconcilerConfig {
             after_ms: default_reconcile_after_ms(),
             interval_ms: default_reconcile_interval_ms(),
+            first_retry_ms: default_check_first_retry_ms(),
+            max_retry_ms: default_check_max_retry_ms(),
+            give_up_after_ms: default_check_give_up_after_ms(),
         }
     }
 }
 
+fn default_check_first_retry_ms() -> u64 {
+    1_000
+}
+fn default_check_max_retry_ms() -> u64 {
+    10 * 60_000
+}
+fn default_check_give_up_after_ms() -> u64 {
+    24 * 3_600_000
+}
 fn default_reconcile_after_ms() -> u64 {
     15 * 60_000
 }
@@ -255,6 +280,9 @@ pub struct GatewayConfig {
     /// background, so a slow PSP never trips the platform's circuit breaker.
     #[serde(default = "default_async_after_ms")]
     pub async_after_ms: u64,
+    /// A payment the PSP keeps pending longer than this is ended as failed (`expired`),
+    /// through the same callback as any final outcome. Unset: pending until the PSP says.
+    pub pending_expiry_ms: Option<u64>,
     /// Mia-Platform PGM: where payment status changes are pushed (its PAYMENT_CALLBACK_URL).
     pub pgm_callback_url: Option<String>,
     /// Mia-Platform PGM: a bearer token required on `/v3/{gateway}/...` (PGM documents no

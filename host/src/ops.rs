@@ -4,7 +4,7 @@
 use std::time::SystemTime;
 
 use axum::Json;
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -14,6 +14,7 @@ use crate::app::AppState;
 use crate::plugins::cache::ArtifactSource;
 use crate::plugins::registry::LoadError;
 use crate::signature::constant_time_eq;
+use crate::store::now_ms;
 
 pub async fn healthz() -> &'static str {
     "ok"
@@ -39,6 +40,26 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         "psp_plugins_loaded {}",
         state.plugins.registry().loaded().len()
     );
+    if let Ok(b) = state.payments.store().outcome_backlog().await {
+        out.push_str("# HELP psp_transactions_open Transactions whose outcome is still to come, by status (pending: the PSP will tell; unknown: being resolved with the PSP).\n# TYPE psp_transactions_open gauge\n");
+        let _ = writeln!(
+            out,
+            "psp_transactions_open{{status=\"pending\"}} {}",
+            b.pending
+        );
+        let _ = writeln!(
+            out,
+            "psp_transactions_open{{status=\"unknown\"}} {}",
+            b.unknown
+        );
+        out.push_str("# HELP psp_transactions_escalated Unknown outcomes unresolved past reconciler.give_up_after_ms: an operator's to look at.\n# TYPE psp_transactions_escalated gauge\n");
+        let _ = writeln!(out, "psp_transactions_escalated {}", b.escalated);
+        let age = b
+            .oldest_unknown_at
+            .map_or(0.0, |at| (now_ms() - at).max(0) as f64 / 1000.0);
+        out.push_str("# HELP psp_unknown_oldest_age_seconds Age of the oldest unknown outcome.\n# TYPE psp_unknown_oldest_age_seconds gauge\n");
+        let _ = writeln!(out, "psp_unknown_oldest_age_seconds {age:.3}");
+    }
     if let Ok(waiting) = state.payments.store().callbacks_waiting().await {
         out.push_str("# HELP psp_callbacks_waiting Callbacks queued and not yet delivered.\n# TYPE psp_callbacks_waiting gauge\n");
         let _ = writeln!(out, "psp_callbacks_waiting {waiting}");
@@ -99,6 +120,63 @@ pub async fn plugins(State(state): State<AppState>) -> Json<serde_json::Value> {
     }));
     views.sort_by(|a, b| a.name.cmp(&b.name));
     Json(serde_json::json!({ "plugins": views }))
+}
+
+#[derive(serde::Deserialize)]
+pub struct TransactionFilter {
+    status: String,
+    limit: Option<i64>,
+}
+
+/// `GET /admin/transactions?status=unknown|pending|escalated|...`: open work for an
+/// operator, newest first, with when each is checked next.
+pub async fn transactions(
+    State(state): State<AppState>,
+    Query(filter): Query<TransactionFilter>,
+) -> Response {
+    let known = [
+        "processing",
+        "approved",
+        "pending",
+        "declined",
+        "failed",
+        "unknown",
+        "escalated",
+    ];
+    if !known.contains(&filter.status.as_str()) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(
+                serde_json::json!({"error": format!("status must be one of {}", known.join(", "))}),
+            ),
+        )
+            .into_response();
+    }
+    let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
+    match state.payments.store().list(&filter.status, limit).await {
+        Ok(rows) => {
+            let rows: Vec<_> = rows
+                .iter()
+                .map(|t| {
+                    serde_json::json!({
+                        "id": t.id, "gateway": t.gateway, "front": t.front,
+                        "action": t.action.as_str(), "status": t.status.as_str(),
+                        "transaction_token": t.transaction_token, "action_id": t.action_id,
+                        "amount_cents": t.amount_cents, "currency": t.currency,
+                        "error_code": t.error_code, "created_at": t.created_at,
+                        "next_check_at": t.next_check_at, "checks": t.checks,
+                        "escalated_at": t.escalated_at,
+                    })
+                })
+                .collect();
+            Json(serde_json::json!({ "transactions": rows })).into_response()
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"error": format!("store: {e}")})),
+        )
+            .into_response(),
+    }
 }
 
 /// Guards `/admin/*` with `Authorization: Bearer <admin.token>` when a token is set.

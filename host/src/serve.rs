@@ -48,13 +48,16 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         vec![commerce_layer.clone(), pgm.clone()],
         outbox_wake.clone(),
     );
+    // Before any request: calls the last process was making when it stopped.
+    payments
+        .recover_interrupted()
+        .await
+        .context("recovering interrupted calls")?;
     tokio::spawn(Outbox::new(store.clone(), config.outbox.clone(), outbox_wake.clone()).run());
-    if config.reconciler.after_ms > 0 {
-        tokio::spawn(crate::payments::reconcile_forever(
-            payments.clone(),
-            Duration::from_millis(config.reconciler.interval_ms),
-        ));
-    }
+    tokio::spawn(crate::payments::reconcile_forever(
+        payments.clone(),
+        Duration::from_millis(config.reconciler.interval_ms),
+    ));
     let waiting = store
         .callbacks_waiting()
         .await

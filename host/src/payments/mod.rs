@@ -1,157 +1,37 @@
 //! The payment engine that every protocol front shares: idempotency (a natural key per
 //! operation, stored answers replayed, concurrent duplicates joined), balances, the plugin
-//! call with its slow-PSP deferral, durable outcomes, and final outcomes that arrive later
-//! (deferred calls, PSP notifications, reconciliation) turned into outbox callbacks.
+//! call with its slow-PSP deferral, and durable outcomes.
 //!
-//! A front parses its protocol into a `PaymentRequest` and renders `PaymentResult`s and
-//! callbacks through its `Front` implementation; the engine never sees protocol JSON.
-//! `settle` holds the pure mapping of plugin replies, `recovery` the outcomes that arrive
-//! later (PSP events, reconciliation).
+//! Every operation runs in a task the engine owns, never in the HTTP request's future: a
+//! platform that hangs up cancels nothing, and its retry gets the recorded outcome. An
+//! outcome that cannot be known (the host's deadline, a transport failure after sending,
+//! a crash) is recorded `unknown`, answered as pending, and resolved against the PSP by
+//! `recovery`. `settle` holds the pure mapping of plugin replies; `types` what fronts and
+//! the engine exchange.
+
+mod recovery;
+mod settle;
+mod types;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
-
-mod recovery;
-mod settle;
+use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, GatewayConfig};
-use crate::plugins::types::Order;
-use crate::plugins::{CallError, GatewayCallError, Plugins, Reply};
+use crate::plugins::{Call, CallError, GatewayCallError, Plugins, PspContact, Reply};
+use crate::redact;
 use crate::store::{
     Action, BalanceRule, Begin, Completion, NewCallback, NewTransaction, Status, Store, StoreError,
     StoredAnswer, Transaction, now_ms,
 };
 pub use recovery::reconcile_forever;
-use settle::{build_call, log_result, settle};
-
-/// An operation, parsed by a front.
-#[derive(Debug, Clone)]
-pub struct PaymentRequest {
-    pub gateway: String,
-    pub action: Action,
-    /// What makes two requests the same operation (see the front's reference).
-    pub natural_key: String,
-    /// The platform's id of the resource acted upon.
-    pub resource_id: String,
-    pub amount_cents: u64,
-    pub currency: String,
-    /// Authorize, sale and token: the PSP token of the payment source.
-    pub payment_source_token: Option<String>,
-    /// Capture, void, refund: the token answered for the transaction acted upon.
-    pub parent_token: Option<String>,
-    pub customer_token: Option<String>,
-    pub customer_email: Option<String>,
-    pub order: Option<Order>,
-    pub options_json: Option<String>,
-}
-
-/// What happened, for the front to render.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PaymentResult {
-    Approved {
-        transaction_token: String,
-        amount_cents: u64,
-        messages: Vec<String>,
-        metadata: Vec<(String, String)>,
-    },
-    Pending {
-        transaction_token: String,
-        amount_cents: u64,
-        action_id: String,
-        metadata: Vec<(String, String)>,
-    },
-    Declined {
-        transaction_token: Option<String>,
-        amount_cents: u64,
-        code: String,
-        message: String,
-    },
-    Tokenized {
-        customer_token: Option<String>,
-        payment_source_token: String,
-    },
-    /// Nothing was done: the request is wrong for the state (unknown token, balance).
-    Refused { code: RefusalCode, message: String },
-    /// The PSP or the plugin failed; a retry may succeed.
-    Failed { kind: FailureKind, message: String },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefusalCode {
-    UnknownGateway,
-    UnknownTransaction,
-    NotApproved,
-    AmountExceedsBalance,
-    InvalidRequest,
-}
-
-impl RefusalCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RefusalCode::UnknownGateway => "unknown_gateway",
-            RefusalCode::UnknownTransaction => "unknown_transaction",
-            RefusalCode::NotApproved => "transaction_not_approved",
-            RefusalCode::AmountExceedsBalance => "amount_exceeds_balance",
-            RefusalCode::InvalidRequest => "invalid_request",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// The plugin does not implement the operation.
-    Unsupported,
-    /// The PSP did not answer in time (plugin-reported or the host's hard deadline).
-    Timeout,
-    /// Unreachable PSP, bad response, misconfiguration, plugin trap: an outage.
-    Unavailable,
-    /// A duplicate is still being processed elsewhere.
-    InProgress,
-}
-
-impl FailureKind {
-    pub fn code(self) -> &'static str {
-        match self {
-            FailureKind::Unsupported => "unsupported_operation",
-            FailureKind::Timeout => "psp_timeout",
-            FailureKind::Unavailable => "psp_unavailable",
-            FailureKind::InProgress => "in_progress",
-        }
-    }
-}
-
-/// The final outcome of something answered `pending` earlier.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FinalOutcome {
-    pub succeeded: bool,
-    pub message: String,
-    pub error_code: Option<String>,
-    pub error_detail: Option<String>,
-}
-
-/// A protocol front: how results and callbacks look on its wire.
-pub trait Front: Send + Sync {
-    /// Stored with each transaction, to find the front again for its callbacks.
-    fn name(&self) -> &'static str;
-    fn render(&self, action: Action, result: &PaymentResult) -> StoredAnswer;
-    /// The callback announcing a final outcome, if the gateway has somewhere to send it.
-    fn callback(
-        &self,
-        gateway: &GatewayConfig,
-        txn: &Transaction,
-        outcome: &FinalOutcome,
-    ) -> Option<NewCallback>;
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PaymentError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+use settle::{build_call, final_outcome, log_result, settle};
+pub use types::*;
 
 /// The engine. Cheap to clone.
 #[derive(Clone)]
@@ -165,9 +45,14 @@ struct Inner {
     config: Arc<Config>,
     fronts: HashMap<&'static str, Arc<dyn Front>>,
     outbox_wake: Arc<Notify>,
-    /// Deferred calls still running here; the reconciler leaves them alone.
-    in_flight: Mutex<std::collections::HashSet<String>>,
+    /// Wakes the reconciler when a row needs a check now.
+    recovery_wake: Notify,
+    /// Every task the engine owns: operations and the background halves of deferred
+    /// calls. Shutdown closes it and waits for them.
+    tasks: TaskTracker,
 }
+
+type PluginTask = JoinHandle<Result<Reply, GatewayCallError>>;
 
 impl Payments {
     pub fn new(
@@ -184,7 +69,8 @@ impl Payments {
                 config,
                 fronts: fronts.into_iter().map(|f| (f.name(), f)).collect(),
                 outbox_wake,
-                in_flight: Mutex::new(Default::default()),
+                recovery_wake: Notify::new(),
+                tasks: TaskTracker::new(),
             }),
         }
     }
@@ -197,9 +83,29 @@ impl Payments {
         &self.inner.plugins
     }
 
+    /// The engine's tasks, for shutdown to drain.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
+    }
+
     /// Performs an operation once, however often it is asked for, and answers as `front`
-    /// renders it.
+    /// renders it. The work runs in a task of its own, so dropping this future (a caller
+    /// that hung up) stops nothing: the outcome is recorded for the caller's retry.
     pub async fn execute(
+        &self,
+        front: &Arc<dyn Front>,
+        req: PaymentRequest,
+    ) -> Result<StoredAnswer, PaymentError> {
+        let engine = self.clone();
+        let front = front.clone();
+        self.inner
+            .tasks
+            .spawn(async move { engine.operate(&front, req).await })
+            .await
+            .map_err(|e| PaymentError::Task(e.to_string()))?
+    }
+
+    async fn operate(
         &self,
         front: &Arc<dyn Front>,
         req: PaymentRequest,
@@ -218,19 +124,22 @@ impl Payments {
             Err((code, message)) => return refuse(code, message),
         };
         let key = idempotency_key(&req);
+        let call = build_call(&key, parent.as_ref(), &req);
         let id = new_id("txn");
         let new = NewTransaction {
             id: id.clone(),
             gateway: req.gateway.clone(),
             front: front.name().to_owned(),
             action: req.action,
-            idempotency_key: key.clone(),
+            idempotency_key: key,
             resource_id: req.resource_id.clone(),
             parent_id: parent.as_ref().map(|p| p.id.clone()),
             // Replaced by the plugin's token when it answers in time.
             transaction_token: format!("pgw_{}", &id[4..]),
             amount_cents: req.amount_cents as i64,
             currency: req.currency.clone(),
+            // Stored before the call: if its answer is lost, it is re-sent as it was.
+            replay: Some(serde_json::to_string(&call).expect("plugin calls serialise")),
         };
         let txn = match self.inner.store.begin(new, rule).await? {
             Begin::Started(txn) => txn,
@@ -256,10 +165,11 @@ impl Payments {
                 }
             }
         };
-        self.perform(front, gateway, txn, parent, req).await
+        self.perform(front, gateway, txn, call).await
     }
 
-    /// A request whose key exists: replay its answer, wait for it, or retry a failure.
+    /// A request whose key exists: replay its answer, wait for it, retry a failure (the
+    /// PSP was not reached), or answer an unknown outcome as pending.
     async fn join_existing(
         &self,
         front: &Arc<dyn Front>,
@@ -279,6 +189,12 @@ impl Payments {
                     }
                 }
                 (Some(answer), _) => return Ok(Joined::Answer(answer.clone())),
+                // The token action cannot be asynchronous: it waits for recovery.
+                (None, Status::Unknown) if existing.action != Action::Token => {
+                    if let Some(answer) = self.answer_unknown(front, &existing).await? {
+                        return Ok(Joined::Answer(answer));
+                    }
+                }
                 (None, _) => {}
             }
             if Instant::now() >= wait_until {
@@ -296,6 +212,29 @@ impl Payments {
                 None => return Err(StoreError::Corrupt("transaction vanished".into()).into()),
             };
         }
+    }
+
+    /// The first retry of an operation whose outcome is unknown and was never answered
+    /// (a crash cut its call off): 202 with an action id, the outcome following as a
+    /// callback, and its check made due now. `None` if another caller answered first.
+    async fn answer_unknown(
+        &self,
+        front: &Arc<dyn Front>,
+        txn: &Transaction,
+    ) -> Result<Option<StoredAnswer>, PaymentError> {
+        let action_id = new_id("act");
+        let answer = front.render(txn.action, &settle::unknown_result(txn, action_id.clone()));
+        let answered = self
+            .inner
+            .store
+            .answer_unknown(&txn.id, &action_id, answer.clone(), now_ms())
+            .await?;
+        if !answered {
+            return Ok(None);
+        }
+        tracing::info!(gateway = %txn.gateway, action = txn.action.as_str(), txn = %txn.id, %action_id, "retry of an unknown outcome: answered 202, checking with the PSP");
+        self.inner.recovery_wake.notify_one();
+        Ok(Some(answer))
     }
 
     /// The transaction a follow-up acts upon, and the balance rule it draws under.
@@ -351,51 +290,55 @@ impl Payments {
         front: &Arc<dyn Front>,
         gateway: &GatewayConfig,
         txn: Transaction,
-        parent: Option<Transaction>,
-        req: PaymentRequest,
+        call: Call,
     ) -> Result<StoredAnswer, PaymentError> {
-        let call = build_call(&txn, parent.as_ref(), &req);
+        let contact = PspContact::default();
         let plugins = self.inner.plugins.clone();
-        let gateway_id = req.gateway.clone();
-        let mut running = tokio::spawn(async move { plugins.call(&gateway_id, call).await });
+        let gateway_id = txn.gateway.clone();
+        let watch = contact.clone();
+        let mut running: PluginTask =
+            tokio::spawn(async move { plugins.call_watched(&gateway_id, call, watch).await });
         // The token action cannot be asynchronous: it waits up to the hard deadline.
-        let deferrable = req.action != Action::Token;
-        let reply = if deferrable {
-            match tokio::time::timeout(Duration::from_millis(gateway.async_after_ms), &mut running)
-                .await
-            {
+        let reply = if txn.action != Action::Token {
+            let async_after = Duration::from_millis(gateway.async_after_ms);
+            match tokio::time::timeout(async_after, &mut running).await {
                 Ok(joined) => joined,
-                Err(_) => return self.defer(front, gateway, txn, running).await,
+                Err(_) => return self.defer(front, gateway, txn, running, contact).await,
             }
         } else {
             running.await
         };
-        let reply = reply.unwrap_or_else(|e| {
-            Err(GatewayCallError::Call(CallError::Trap(format!(
-                "plugin task failed: {e}"
-            ))))
-        });
-        let (result, completion) = settle(&txn, reply, None);
-        let answer = front.render(txn.action, &result);
+        let settled = settle(
+            &txn,
+            joined(reply),
+            contact.made(),
+            None,
+            &self.inner.config.reconciler,
+        );
+        let answer = front.render(txn.action, &settled.result);
+        let unknown = settled.completion.status == Status::Unknown;
         let completion = Completion {
             response: Some(answer.clone()),
-            ..completion
+            ..settled.completion
         };
-        self.inner
-            .store
-            .complete(&txn.id, completion, None, None)
-            .await?;
-        log_result(&txn, &result);
+        self.record(&txn, completion, None, None).await?;
+        log_result(&txn, &settled.result);
+        if unknown {
+            self.inner.recovery_wake.notify_one();
+        }
         Ok(answer)
     }
 
-    /// Answers 202 now and finishes the call in the background.
+    /// Answers 202 now and finishes the call in the background. The row stays
+    /// `processing` (its call is under way, owned by the task below) with the 202 as the
+    /// answer duplicates get.
     async fn defer(
         &self,
         front: &Arc<dyn Front>,
         gateway: &GatewayConfig,
         txn: Transaction,
-        running: tokio::task::JoinHandle<Result<Reply, GatewayCallError>>,
+        running: PluginTask,
+        contact: PspContact,
     ) -> Result<StoredAnswer, PaymentError> {
         let action_id = new_id("act");
         let result = PaymentResult::Pending {
@@ -406,95 +349,110 @@ impl Payments {
         };
         let answer = front.render(txn.action, &result);
         let completion = Completion {
-            status: Status::Pending,
-            transaction_token: None,
-            psp_token: None,
-            psp_reference: None,
             action_id: Some(action_id.clone()),
-            error_code: None,
-            error_message: None,
             response: Some(answer.clone()),
+            ..Completion::status(Status::Processing)
         };
         self.inner
             .store
             .complete(&txn.id, completion, None, None)
             .await?;
         tracing::info!(gateway = %txn.gateway, action = txn.action.as_str(), %action_id, after_ms = gateway.async_after_ms, "slow psp: answered 202, finishing in background");
-        self.inner
-            .in_flight
-            .lock()
-            .expect("in-flight")
-            .insert(txn.id.clone());
         let engine = self.clone();
         let front = front.clone();
         let gateway = gateway.clone();
-        tokio::spawn(async move {
-            let reply = running.await.unwrap_or_else(|e| {
-                Err(GatewayCallError::Call(CallError::Trap(format!(
-                    "plugin task failed: {e}"
-                ))))
-            });
-            let (result, completion) = settle(&txn, reply, Some(action_id.clone()));
-            log_result(&txn, &result);
-            let outcome = match &result {
-                PaymentResult::Approved { .. } => Some(FinalOutcome {
-                    succeeded: true,
-                    message: format!("{} approved", txn.action.as_str()),
-                    error_code: None,
-                    error_detail: None,
-                }),
-                PaymentResult::Pending { .. } => None,
-                PaymentResult::Declined { code, message, .. } => Some(FinalOutcome {
-                    succeeded: false,
-                    message: message.clone(),
-                    error_code: Some(code.clone()),
-                    error_detail: Some(message.clone()),
-                }),
-                PaymentResult::Failed { kind, message } => Some(FinalOutcome {
-                    succeeded: false,
-                    message: message.clone(),
-                    error_code: Some(kind.code().into()),
-                    error_detail: Some(message.clone()),
-                }),
-                PaymentResult::Tokenized { .. } | PaymentResult::Refused { .. } => None,
-            };
-            // A failure after a 202 is final for this transaction: CL sees it through the
-            // callback, and a retry is a new operation on its side.
-            let completion = Completion {
-                status: if completion.status == Status::Failed {
-                    Status::Declined
-                } else {
-                    completion.status
-                },
-                ..completion
-            };
-            let mut updated = txn.clone();
-            updated.psp_reference = completion.psp_reference.clone().or(updated.psp_reference);
-            // `txn` was read before the 202: the callback must carry the action id answered then.
-            updated.action_id = Some(action_id);
+        self.inner.tasks.spawn(async move {
+            let settled = settle(
+                &txn,
+                joined(running.await),
+                contact.made(),
+                Some(action_id.clone()),
+                &engine.inner.config.reconciler,
+            );
+            log_result(&txn, &settled.result);
+            let mut completion = settled.completion;
+            let mut answered = txn.clone();
+            answered.psp_reference = completion.psp_reference.clone().or(answered.psp_reference);
+            // `txn` was read before the 202: the callback carries the action id answered then.
+            answered.action_id = Some(action_id);
+            let outcome = final_outcome(&settled.result);
             let callback = outcome
                 .as_ref()
-                .and_then(|o| front.callback(&gateway, &updated, o));
+                .and_then(|o| front.callback(&gateway, &answered, o));
             if outcome.is_some() && callback.is_none() {
                 tracing::error!(gateway = %txn.gateway, "the final outcome of a 202 cannot be reported: the gateway needs webhook_endpoint_url and shared_secret");
             }
-            match engine
-                .inner
-                .store
-                .complete(&txn.id, completion, callback, Some(Status::Pending))
-                .await
-            {
-                Ok(_) => engine.inner.outbox_wake.notify_one(),
-                Err(e) => tracing::error!(txn = %txn.id, "cannot record deferred outcome: {e}"),
+            // The PSP was not reached after a 202: final for this transaction, reported
+            // through the callback (a retry is a new operation on the platform's side).
+            if completion.status == Status::Failed {
+                completion.status = Status::Declined;
             }
-            engine
-                .inner
-                .in_flight
-                .lock()
-                .expect("in-flight")
-                .remove(&txn.id);
+            let unknown = completion.status == Status::Unknown;
+            let _ = engine
+                .record(&txn, completion, callback, Some(Status::Processing))
+                .await;
+            if unknown {
+                engine.inner.recovery_wake.notify_one();
+            }
         });
         Ok(answer)
+    }
+
+    /// Writes an outcome. The outcome is known only here, so a write that fails is retried
+    /// in the background for a while, and the outcome is logged (tokens redacted) so that
+    /// an operator can recover it if every try fails; a row left `processing` becomes
+    /// `unknown` at the next start and is resolved against the PSP.
+    async fn record(
+        &self,
+        txn: &Transaction,
+        completion: Completion,
+        callback: Option<NewCallback>,
+        only_if: Option<Status>,
+    ) -> Result<bool, PaymentError> {
+        let store = &self.inner.store;
+        let first = store
+            .complete(&txn.id, completion.clone(), callback.clone(), only_if)
+            .await;
+        let error = match first {
+            Ok(changed) => {
+                if changed {
+                    self.inner.outbox_wake.notify_one();
+                }
+                return Ok(changed);
+            }
+            Err(e) => e,
+        };
+        tracing::error!(
+            txn = %txn.id, gateway = %txn.gateway, action = txn.action.as_str(),
+            status = completion.status.as_str(),
+            psp_token = completion.psp_token.as_deref().map(redact::token).unwrap_or_default(),
+            psp_reference = completion.psp_reference.as_deref().map(redact::token).unwrap_or_default(),
+            "cannot record the outcome ({error}); retrying in the background"
+        );
+        let engine = self.clone();
+        let id = txn.id.clone();
+        self.inner.tasks.spawn(async move {
+            let mut delay = Duration::from_millis(200);
+            for _ in 0..12 {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+                let again = engine
+                    .inner
+                    .store
+                    .complete(&id, completion.clone(), callback.clone(), only_if)
+                    .await;
+                match again {
+                    Ok(_) => {
+                        tracing::info!(txn = %id, "outcome recorded after a retry");
+                        engine.inner.outbox_wake.notify_one();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(txn = %id, "outcome still not recorded: {e}"),
+                }
+            }
+            tracing::error!(txn = %id, "outcome not recorded: the row is checked with the PSP at the next start");
+        });
+        Err(error.into())
     }
 
     /// The transaction a front answered `token` for, on `gateway`, among `actions`.
@@ -517,6 +475,17 @@ enum Joined {
     Retry(Box<Transaction>),
 }
 
+/// A plugin task's reply; a task that panicked or was cancelled is a trap.
+fn joined(
+    reply: Result<Result<Reply, GatewayCallError>, tokio::task::JoinError>,
+) -> Result<Reply, GatewayCallError> {
+    reply.unwrap_or_else(|e| {
+        Err(GatewayCallError::Call(CallError::Trap(format!(
+            "plugin task failed: {e}"
+        ))))
+    })
+}
+
 /// `gateway:action:sha256(natural key)`: also the key the plugin forwards to its PSP.
 fn idempotency_key(req: &PaymentRequest) -> String {
     let digest = Sha256::digest(req.natural_key.as_bytes());
@@ -528,7 +497,7 @@ fn idempotency_key(req: &PaymentRequest) -> String {
     )
 }
 
-fn new_id(prefix: &str) -> String {
+pub(super) fn new_id(prefix: &str) -> String {
     let bytes: [u8; 12] = rand::random();
     format!("{prefix}_{}", hex::encode(bytes))
 }

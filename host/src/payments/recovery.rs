@@ -1,16 +1,26 @@
-//! Outcomes that arrive after the answer: PSP events from notifications, and the
-//! reconciler that asks plugins (`sync`) about transactions left pending.
+//! Outcomes that arrive after the answer, and the recovery of outcomes not known: PSP
+//! events from notifications; the reconciler, which gives each pending or unknown row its
+//! own next check with backoff (so rows that never settle cannot starve the others), asks
+//! plugins (`sync`) about pending ones, resolves unknown ones against the PSP (`sync`, or
+//! the stored call re-sent with the same idempotency key), expires pending ones by the
+//! gateway's rule and escalates what stays unresolved; and the start-up pass over calls a
+//! crash cut off.
 
 use std::time::Duration;
 
-use super::settle::operation_of;
+use futures::StreamExt;
+
+use super::settle::{check_backoff_ms, operation_of, recovered};
 use super::*;
-use crate::plugins::Call;
 use crate::plugins::types::{FinalStatus, Money, Outcome, PspEvent, SyncRequest};
-use crate::redact;
+
+/// Rows one reconciler round takes at most, and how many it checks at once.
+const ROUND: i64 = 100;
+const CONCURRENT_CHECKS: usize = 8;
 
 impl Payments {
-    /// Applies PSP events (from a notification) to the pending transactions they name.
+    /// Applies PSP events (from a notification) to the open (pending or unknown)
+    /// transactions they name.
     /// Returns how many transactions changed.
     pub async fn apply_events(
         &self,
@@ -42,7 +52,7 @@ impl Payments {
                 .find_pending_by_reference(gateway, &event.psp_reference)
                 .await?;
             if pending.is_empty() {
-                tracing::info!(gateway, psp_reference = %redact::token(&event.psp_reference), "psp event for no pending transaction (already final or unknown)");
+                tracing::info!(gateway, psp_reference = %redact::token(&event.psp_reference), "psp event for no open transaction (already final, or unknown here)");
             }
             for txn in pending {
                 if let Some(op) = event.operation
@@ -50,7 +60,7 @@ impl Payments {
                 {
                     continue;
                 }
-                if self.finish_pending(&txn, &outcome).await? {
+                if self.finish(&txn, &outcome).await? {
                     changed += 1;
                 }
             }
@@ -58,8 +68,8 @@ impl Payments {
         Ok(changed)
     }
 
-    /// Moves a pending transaction to its final state and queues its callback.
-    async fn finish_pending(
+    /// Moves a pending or unknown transaction to its final state and queues its callback.
+    async fn finish(
         &self,
         txn: &Transaction,
         outcome: &FinalOutcome,
@@ -73,78 +83,118 @@ impl Payments {
             .get(txn.front.as_str())
             .and_then(|f| f.callback(gateway, txn, outcome));
         let completion = Completion {
-            status: if outcome.succeeded {
+            error_code: outcome.error_code.clone(),
+            error_message: outcome.error_detail.clone(),
+            ..Completion::status(if outcome.succeeded {
                 Status::Approved
             } else {
                 Status::Declined
-            },
-            transaction_token: None,
-            psp_token: None,
-            psp_reference: None,
-            action_id: None,
-            error_code: outcome.error_code.clone(),
-            error_message: outcome.error_detail.clone(),
-            response: None,
+            })
         };
         let changed = self
-            .inner
-            .store
-            .complete(&txn.id, completion, callback, Some(Status::Pending))
+            .record(txn, completion, callback, Some(txn.status))
             .await?;
         if changed {
-            tracing::info!(gateway = %txn.gateway, action = txn.action.as_str(), action_id = ?txn.action_id, succeeded = outcome.succeeded, "pending transaction settled");
-            self.inner.outbox_wake.notify_one();
+            tracing::info!(gateway = %txn.gateway, action = txn.action.as_str(), action_id = ?txn.action_id, succeeded = outcome.succeeded, "open transaction settled");
         }
         Ok(changed)
     }
 
-    /// Asks plugins about transactions pending for longer than the configured age.
-    pub async fn reconcile_once(&self) -> Result<usize, PaymentError> {
-        let age = self.inner.config.reconciler.after_ms as i64;
-        let stale = self.inner.store.pending_before(now_ms() - age, 100).await?;
-        let mut settled = 0;
-        for txn in stale {
-            if self.refresh(&txn).await? {
-                settled += 1;
-            }
+    /// Start-up: rows still `processing` lost their task with the previous process. Their
+    /// outcome is unknown; they are checked with the PSP shortly.
+    pub async fn recover_interrupted(&self) -> Result<u64, PaymentError> {
+        let first = self.inner.config.reconciler.first_retry_ms as i64;
+        let n = self.inner.store.mark_interrupted(now_ms() + first).await?;
+        if n > 0 {
+            tracing::warn!(
+                transactions = n,
+                "calls cut off by the last stop: outcome unknown, checking them with the PSP"
+            );
         }
-        Ok(settled)
+        Ok(n)
     }
 
-    /// Asks the plugin (`sync`) about one pending transaction and settles it if the PSP
-    /// has a final answer. True if it changed.
-    pub async fn refresh(&self, txn: &Transaction) -> Result<bool, PaymentError> {
-        if txn.status != Status::Pending
-            || self
-                .inner
-                .in_flight
-                .lock()
-                .expect("in-flight")
-                .contains(&txn.id)
-        {
-            return Ok(false);
+    /// One round over the rows whose check is due, soonest first. Each is rescheduled
+    /// before it is checked: a row that never settles goes to the back of the line, and a
+    /// crash mid-check costs only a delay. Returns how many changed.
+    pub async fn reconcile_once(&self) -> Result<usize, PaymentError> {
+        let config = &self.inner.config.reconciler;
+        let now = now_ms();
+        let due = self.inner.store.due_for_check(now, ROUND).await?;
+        for txn in &due {
+            let next = now + check_backoff_ms(config, txn.checks) as i64;
+            self.inner.store.schedule_check(&txn.id, next).await?;
+            self.escalate_if_overdue(txn, now).await?;
         }
-        let Some(op) = operation_of(txn.action) else {
-            return Ok(false);
-        };
-        // A deferred call that never came back (the host stopped mid-call) left no PSP
-        // token or reference: there is nothing the PSP could be asked about.
+        let checks = due.into_iter().map(|txn| {
+            let engine = self.clone();
+            async move { engine.refresh(&txn).await }
+        });
+        let results: Vec<_> = futures::stream::iter(checks)
+            .buffer_unordered(CONCURRENT_CHECKS)
+            .collect()
+            .await;
+        let mut changed = 0;
+        for result in results {
+            if result? {
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    async fn escalate_if_overdue(&self, txn: &Transaction, now: i64) -> Result<(), PaymentError> {
+        let give_up = self.inner.config.reconciler.give_up_after_ms as i64;
+        if txn.status == Status::Unknown
+            && txn.escalated_at.is_none()
+            && now - txn.created_at >= give_up
+            && self.inner.store.escalate(&txn.id, now).await?
+        {
+            tracing::error!(txn = %txn.id, gateway = %txn.gateway, action = txn.action.as_str(), amount_cents = txn.amount_cents, currency = %txn.currency, age_ms = now - txn.created_at, "outcome still unknown: escalated to an operator (GET /admin/transactions?status=escalated); it keeps being checked");
+        }
+        Ok(())
+    }
+
+    /// Asks the PSP about one open transaction now; true if it changed.
+    pub async fn refresh(&self, txn: &Transaction) -> Result<bool, PaymentError> {
+        match txn.status {
+            Status::Pending => self.check_pending(txn).await,
+            Status::Unknown => self.resolve_unknown(txn).await,
+            _ => Ok(false),
+        }
+    }
+
+    /// A pending transaction: expired by the gateway's rule, else asked about (`sync`)
+    /// and settled if the PSP has a final answer.
+    async fn check_pending(&self, txn: &Transaction) -> Result<bool, PaymentError> {
+        let expiry = self
+            .inner
+            .config
+            .gateway(&txn.gateway)
+            .and_then(|g| g.pending_expiry_ms);
+        if let Some(expiry) = expiry
+            && now_ms() - txn.created_at >= expiry as i64
+        {
+            let message = format!("the PSP gave no final answer within {expiry} ms");
+            return self
+                .finish(
+                    txn,
+                    &FinalOutcome {
+                        succeeded: false,
+                        message: message.clone(),
+                        error_code: Some("expired".into()),
+                        error_detail: Some(message),
+                    },
+                )
+                .await;
+        }
         if txn.psp_token.is_none() && txn.psp_reference.is_none() {
             tracing::warn!(txn = %txn.id, action_id = ?txn.action_id, "pending without any PSP reference: needs an operator");
             return Ok(false);
         }
-        let call = Call::Sync(SyncRequest {
-            operation: op,
-            transaction_token: txn
-                .psp_token
-                .clone()
-                .unwrap_or_else(|| txn.transaction_token.clone()),
-            psp_reference: txn.psp_reference.clone(),
-            amount: Money {
-                amount_cents: txn.amount_cents as u64,
-                currency: txn.currency.clone(),
-            },
-        });
+        let Some(call) = sync_call(txn) else {
+            return Ok(false);
+        };
         let outcome = match self.inner.plugins.call(&txn.gateway, call).await {
             Ok(Reply::Outcome(Ok(Outcome::Approved(_)))) => FinalOutcome {
                 succeeded: true,
@@ -164,20 +214,98 @@ impl Payments {
                 return Ok(false);
             }
         };
-        self.finish_pending(txn, &outcome).await
+        self.finish(txn, &outcome).await
+    }
+
+    /// An unknown outcome, resolved against the PSP: `sync` when the PSP's id for it is
+    /// known, else the stored call re-sent as it was, with the same idempotency key (the
+    /// PSP de-duplicates it: the operation happens once). Only a real outcome settles it;
+    /// anything else leaves it unknown until its next check.
+    async fn resolve_unknown(&self, txn: &Transaction) -> Result<bool, PaymentError> {
+        let call = match (&txn.psp_token, &txn.psp_reference, &txn.replay) {
+            (Some(_), _, _) | (_, Some(_), _) => sync_call(txn),
+            (None, None, Some(replay)) => match serde_json::from_str::<Call>(replay) {
+                Ok(call) => Some(call),
+                Err(e) => {
+                    tracing::error!(txn = %txn.id, "stored call unreadable ({e}): needs an operator");
+                    None
+                }
+            },
+            (None, None, None) => {
+                tracing::warn!(txn = %txn.id, "unknown outcome with nothing to ask the PSP: needs an operator");
+                None
+            }
+        };
+        let Some(call) = call else {
+            return Ok(false);
+        };
+        let reply = self.inner.plugins.call(&txn.gateway, call).await;
+        let Some(settled) = recovered(txn, reply, &self.inner.config.reconciler) else {
+            tracing::info!(gateway = %txn.gateway, action = txn.action.as_str(), txn = %txn.id, checks = txn.checks + 1, "outcome still unknown: will check again");
+            return Ok(false);
+        };
+        let front = self.inner.fronts.get(txn.front.as_str());
+        let gateway = self.inner.config.gateway(&txn.gateway);
+        let mut completion = settled.completion;
+        let callback = match (&txn.response, front, gateway) {
+            // Never answered (a crash cut the call off, and no retry came yet): the outcome
+            // becomes the answer a retry replays.
+            (None, Some(front), _) => {
+                completion.response = Some(front.render(txn.action, &settled.result));
+                None
+            }
+            // Answered 202: the outcome follows as a callback to that action id.
+            (Some(_), Some(front), Some(gateway)) => {
+                final_outcome(&settled.result).and_then(|o| front.callback(gateway, txn, &o))
+            }
+            _ => None,
+        };
+        let changed = self
+            .record(txn, completion, callback, Some(Status::Unknown))
+            .await?;
+        if changed {
+            log_result(txn, &settled.result);
+            tracing::info!(gateway = %txn.gateway, action = txn.action.as_str(), txn = %txn.id, action_id = ?txn.action_id, "unknown outcome resolved with the PSP");
+        }
+        Ok(changed)
     }
 }
 
-/// Re-checks stale pending transactions every `interval` (when `after_ms` > 0).
+/// The plugin's `sync` for an open transaction, by the PSP's id for it.
+fn sync_call(txn: &Transaction) -> Option<Call> {
+    Some(Call::Sync(SyncRequest {
+        operation: operation_of(txn.action)?,
+        transaction_token: txn
+            .psp_token
+            .clone()
+            .unwrap_or_else(|| txn.transaction_token.clone()),
+        psp_reference: txn.psp_reference.clone(),
+        amount: Money {
+            amount_cents: txn.amount_cents as u64,
+            currency: txn.currency.clone(),
+        },
+    }))
+}
+
+/// Runs reconciler rounds: as soon as a row is due (sleeping at most `interval`), or when
+/// the engine says a row needs a check now.
 pub async fn reconcile_forever(payments: Payments, interval: Duration) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
         match payments.reconcile_once().await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(settled = n, "reconciler settled pending transactions"),
+            Ok(n) => tracing::info!(settled = n, "reconciler settled open transactions"),
             Err(e) => tracing::error!("reconciler: {e}"),
+        }
+        let now = now_ms();
+        let nap = match payments.inner.store.next_check_due().await {
+            Ok(Some(at)) => {
+                Duration::from_millis((at - now).clamp(10, interval.as_millis() as i64) as u64)
+            }
+            _ => interval,
+        };
+        tokio::select! {
+            _ = payments.inner.recovery_wake.notified() => {}
+            _ = tokio::time::sleep(nap) => {}
         }
     }
 }

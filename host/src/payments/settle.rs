@@ -3,7 +3,7 @@
 //! the store records. No I/O here, so every mapping is unit-testable.
 
 use super::*;
-use crate::plugins::Call;
+use crate::config::ReconcilerConfig;
 use crate::plugins::types::{
     AuthorizeRequest, Failure, FollowUpRequest, Money, Operation, Outcome, Pair, TokenizeRequest,
 };
@@ -19,17 +19,14 @@ pub(super) fn operation_of(action: Action) -> Option<Operation> {
     })
 }
 
-pub(super) fn build_call(
-    txn: &Transaction,
-    parent: Option<&Transaction>,
-    req: &PaymentRequest,
-) -> Call {
+/// The plugin call for a request, under its idempotency key.
+pub(super) fn build_call(key: &str, parent: Option<&Transaction>, req: &PaymentRequest) -> Call {
     let amount = Money {
         amount_cents: req.amount_cents,
         currency: req.currency.clone(),
     };
     let authorize = || AuthorizeRequest {
-        idempotency_key: txn.idempotency_key.clone(),
+        idempotency_key: key.to_owned(),
         amount: amount.clone(),
         payment_source_token: req.payment_source_token.clone().unwrap_or_default(),
         customer_token: req.customer_token.clone(),
@@ -40,7 +37,7 @@ pub(super) fn build_call(
     let follow_up = || {
         let parent = parent.expect("follow-ups have a parent");
         FollowUpRequest {
-            idempotency_key: txn.idempotency_key.clone(),
+            idempotency_key: key.to_owned(),
             amount: amount.clone(),
             transaction_token: parent
                 .psp_token
@@ -58,7 +55,7 @@ pub(super) fn build_call(
         Action::Void => Call::Void(follow_up()),
         Action::Refund => Call::Refund(follow_up()),
         Action::Token => Call::Tokenize(TokenizeRequest {
-            idempotency_key: txn.idempotency_key.clone(),
+            idempotency_key: key.to_owned(),
             payment_source_token: req.payment_source_token.clone().unwrap_or_default(),
             customer_token: req.customer_token.clone(),
             customer_email: req.customer_email.clone(),
@@ -72,24 +69,151 @@ pub(super) fn pairs(p: Vec<Pair>) -> Vec<(String, String)> {
     p.into_iter().map(|kv| (kv.key, kv.value)).collect()
 }
 
+/// A plugin reply mapped: what the front renders and what the store records.
+#[derive(Debug)]
+pub(super) struct Settled {
+    pub result: PaymentResult,
+    pub completion: Completion,
+}
+
+/// Why a failed call's outcome is unknown, or `None` when the failure is definite. The
+/// host's deadline leaves it unknown whatever happened; other failures do only when a
+/// request may have reached the PSP (`contact`) and the failure says nothing about what
+/// the PSP did (a timeout, a broken connection or answer, a trap mid-call). A refusal the
+/// PSP answered (invalid request, bad credentials, unsupported) is definite.
+pub(super) fn unknown_reason(
+    reply: &Result<Reply, GatewayCallError>,
+    contact: bool,
+) -> Option<String> {
+    match reply {
+        Err(GatewayCallError::Call(CallError::Deadline(ms))) => {
+            Some(format!("no answer within the {ms} ms deadline"))
+        }
+        Err(GatewayCallError::Call(CallError::Trap(m))) if contact => {
+            Some(format!("the plugin failed after calling the PSP: {m}"))
+        }
+        Err(GatewayCallError::Call(CallError::OutOfMemory(_))) if contact => {
+            Some("the plugin ran out of memory after calling the PSP".into())
+        }
+        Ok(Reply::Outcome(Err(f)) | Reply::Tokenized(Err(f))) if contact => match f {
+            Failure::Timeout(m)
+            | Failure::Unreachable(m)
+            | Failure::BadResponse(m)
+            | Failure::Internal(m) => Some(m.clone()),
+            Failure::Unsupported(_)
+            | Failure::InvalidRequest(_)
+            | Failure::Misconfigured(_)
+            | Failure::Unauthenticated(_) => None,
+        },
+        _ => None,
+    }
+}
+
+/// An unknown outcome as answered to the platform: pending, under the host's token.
+pub(super) fn unknown_result(txn: &Transaction, action_id: String) -> PaymentResult {
+    PaymentResult::Pending {
+        transaction_token: txn.transaction_token.clone(),
+        amount_cents: txn.amount_cents as u64,
+        action_id,
+        metadata: vec![("outcome".into(), "unknown".into())],
+    }
+}
+
+/// Delay before check number `checks + 1` of a pending or unknown row: doubling from
+/// `first_retry_ms`, capped at `max_retry_ms`.
+pub(super) fn check_backoff_ms(config: &ReconcilerConfig, checks: i64) -> u64 {
+    let exp = checks.clamp(0, 30) as u32;
+    config
+        .first_retry_ms
+        .saturating_mul(1u64 << exp)
+        .min(config.max_retry_ms)
+}
+
 /// Turns a plugin reply into the result to render and the state to store. `deferred`
-/// carries the action id already answered when the call outlived `async_after_ms`: the
-/// token answered then (the host's) stays.
+/// carries the action id already answered (a 202 for a slow call, or for an unknown
+/// outcome): the token answered then (the host's) stays. `contact` says whether the call's
+/// requests may have reached the PSP.
 pub(super) fn settle(
     txn: &Transaction,
     reply: Result<Reply, GatewayCallError>,
+    contact: bool,
     deferred: Option<String>,
+    checks: &ReconcilerConfig,
+) -> Settled {
+    let now = now_ms();
+    // Tokenizing moves no money, and its retry carries the same key: a plain failure.
+    if txn.action != Action::Token
+        && let Some(reason) = unknown_reason(&reply, contact)
+    {
+        let action_id = deferred.unwrap_or_else(|| new_id("act"));
+        let completion = Completion {
+            action_id: Some(action_id.clone()),
+            error_code: Some("outcome_unknown".into()),
+            error_message: Some(reason),
+            next_check_at: Some(now + checks.first_retry_ms as i64),
+            ..Completion::status(Status::Unknown)
+        };
+        return Settled {
+            result: unknown_result(txn, action_id),
+            completion,
+        };
+    }
+    let pending_check = (checks.after_ms > 0).then(|| now + checks.after_ms as i64);
+    let (result, completion) = map_reply(txn, reply, deferred, pending_check);
+    Settled { result, completion }
+}
+
+/// A reply that is an outcome (approved, pending, declined, tokenized) settles an unknown
+/// row; anything else leaves it unknown. The platform was answered (a 202) if the row
+/// has an answer: then its token and action id stay.
+pub(super) fn recovered(
+    txn: &Transaction,
+    reply: Result<Reply, GatewayCallError>,
+    checks: &ReconcilerConfig,
+) -> Option<Settled> {
+    if !matches!(reply, Ok(Reply::Outcome(Ok(_)) | Reply::Tokenized(Ok(_)))) {
+        return None;
+    }
+    let deferred = txn.response.as_ref().and(txn.action_id.clone());
+    Some(settle(txn, reply, true, deferred, checks))
+}
+
+/// The callback-worthy outcome of a result: approved, declined, or failed without
+/// reaching the PSP. Pending (and unknown, rendered as pending) has none yet.
+pub(super) fn final_outcome(result: &PaymentResult) -> Option<FinalOutcome> {
+    match result {
+        PaymentResult::Approved { .. } => Some(FinalOutcome {
+            succeeded: true,
+            message: "approved by the PSP".into(),
+            error_code: None,
+            error_detail: None,
+        }),
+        PaymentResult::Declined { code, message, .. } => Some(FinalOutcome {
+            succeeded: false,
+            message: message.clone(),
+            error_code: Some(code.clone()),
+            error_detail: Some(message.clone()),
+        }),
+        PaymentResult::Failed { kind, message } => Some(FinalOutcome {
+            succeeded: false,
+            message: message.clone(),
+            error_code: Some(kind.code().into()),
+            error_detail: Some(message.clone()),
+        }),
+        PaymentResult::Pending { .. }
+        | PaymentResult::Tokenized { .. }
+        | PaymentResult::Refused { .. } => None,
+    }
+}
+
+/// The mapping of replies whose meaning is known.
+fn map_reply(
+    txn: &Transaction,
+    reply: Result<Reply, GatewayCallError>,
+    deferred: Option<String>,
+    pending_check: Option<i64>,
 ) -> (PaymentResult, Completion) {
-    let mut c = Completion {
-        status: Status::Failed,
-        transaction_token: None,
-        psp_token: None,
-        psp_reference: None,
-        action_id: None,
-        error_code: None,
-        error_message: None,
-        response: None,
-    };
+    let mut c = Completion::status(Status::Failed);
     let keep_host_token = deferred.is_some();
     let failed = |kind: FailureKind, message: String, mut c: Completion| {
         c.status = Status::Failed;
@@ -121,6 +245,7 @@ pub(super) fn settle(
         }
         Ok(Reply::Outcome(Ok(Outcome::Pending(p)))) => {
             c.status = Status::Pending;
+            c.next_check_at = pending_check;
             c.psp_token = Some(p.transaction_token.clone());
             c.psp_reference = Some(p.psp_reference);
             if !keep_host_token {
@@ -226,4 +351,158 @@ pub(super) fn log_result(txn: &Transaction, result: &PaymentResult) {
         PaymentResult::Failed { kind, .. } => kind.code(),
     };
     tracing::info!(gateway = %txn.gateway, action = txn.action.as_str(), txn = %txn.id, amount_cents = txn.amount_cents, currency = %txn.currency, outcome, "payment operation");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::types::Approved;
+
+    fn txn(action: Action) -> Transaction {
+        Transaction {
+            id: "txn_1".into(),
+            gateway: "gw".into(),
+            front: "commerce_layer".into(),
+            action,
+            idempotency_key: "gw:authorize:k".into(),
+            resource_id: "r".into(),
+            parent_id: None,
+            transaction_token: "pgw_1".into(),
+            psp_token: None,
+            psp_reference: None,
+            action_id: None,
+            amount_cents: 1_000,
+            currency: "EUR".into(),
+            status: Status::Processing,
+            error_code: None,
+            error_message: None,
+            response: None,
+            created_at: 0,
+            updated_at: 0,
+            next_check_at: None,
+            checks: 0,
+            escalated_at: None,
+            replay: Some("{}".into()),
+        }
+    }
+
+    fn failure(f: Failure) -> Result<Reply, GatewayCallError> {
+        Ok(Reply::Outcome(Err(f)))
+    }
+
+    fn deadline() -> Result<Reply, GatewayCallError> {
+        Err(GatewayCallError::Call(CallError::Deadline(1_000)))
+    }
+
+    #[test]
+    fn a_failure_is_unknown_only_when_the_psp_may_have_acted() {
+        assert!(
+            unknown_reason(&deadline(), false).is_some(),
+            "a deadline, always"
+        );
+        let lost = || failure(Failure::Unreachable("connection reset".into()));
+        assert!(unknown_reason(&lost(), true).is_some());
+        assert!(
+            unknown_reason(&lost(), false).is_none(),
+            "nothing left the host"
+        );
+        assert!(unknown_reason(&failure(Failure::Timeout("t".into())), true).is_some());
+        assert!(unknown_reason(&failure(Failure::BadResponse("b".into())), true).is_some());
+        for definite in [
+            Failure::InvalidRequest("400".into()),
+            Failure::Unauthenticated("401".into()),
+            Failure::Misconfigured("m".into()),
+            Failure::Unsupported("u".into()),
+        ] {
+            assert!(unknown_reason(&failure(definite), true).is_none());
+        }
+        let trap = Err(GatewayCallError::Call(CallError::Trap("boom".into())));
+        assert!(unknown_reason(&trap, true).is_some());
+        assert!(unknown_reason(&trap, false).is_none());
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_answered_pending_never_failed() {
+        let config = ReconcilerConfig::default();
+        let settled = settle(&txn(Action::Authorize), deadline(), true, None, &config);
+        assert_eq!(settled.completion.status, Status::Unknown);
+        assert!(settled.completion.next_check_at.is_some());
+        let PaymentResult::Pending {
+            transaction_token,
+            action_id,
+            ..
+        } = &settled.result
+        else {
+            panic!("{:?}", settled.result);
+        };
+        assert_eq!(transaction_token, "pgw_1");
+        assert_eq!(settled.completion.action_id.as_ref(), Some(action_id));
+        assert!(final_outcome(&settled.result).is_none(), "no callback yet");
+        // After a 202 the action id answered then stays.
+        let deferred = settle(
+            &txn(Action::Capture),
+            deadline(),
+            true,
+            Some("act_9".into()),
+            &config,
+        );
+        assert_eq!(deferred.completion.action_id.as_deref(), Some("act_9"));
+        // Tokenizing moves no money: a plain failure, retried under the same key.
+        let token = settle(&txn(Action::Token), deadline(), true, None, &config);
+        assert_eq!(token.completion.status, Status::Failed);
+        // Not reached: definitely failed, reportable.
+        let down = settle(
+            &txn(Action::Authorize),
+            failure(Failure::Unreachable("refused".into())),
+            false,
+            None,
+            &config,
+        );
+        assert_eq!(down.completion.status, Status::Failed);
+        assert!(final_outcome(&down.result).is_some_and(|o| !o.succeeded));
+    }
+
+    #[test]
+    fn only_a_real_outcome_resolves_an_unknown_one() {
+        let config = ReconcilerConfig::default();
+        let mut unknown = txn(Action::Authorize);
+        unknown.status = Status::Unknown;
+        assert!(recovered(&unknown, deadline(), &config).is_none());
+        let in_use = failure(Failure::InvalidRequest("idempotency key in use".into()));
+        assert!(recovered(&unknown, in_use, &config).is_none());
+        let approved = || {
+            Ok(Reply::Outcome(Ok(Outcome::Approved(Approved {
+                transaction_token: "pi_1".into(),
+                amount_cents: 1_000,
+                messages: vec![],
+                metadata: vec![],
+            }))))
+        };
+        // Never answered: the PSP's token becomes the answer.
+        let fresh = recovered(&unknown, approved(), &config).unwrap();
+        assert_eq!(fresh.completion.status, Status::Approved);
+        assert_eq!(fresh.completion.transaction_token.as_deref(), Some("pi_1"));
+        // Answered 202 already: the host's token and the action id stay.
+        unknown.response = Some(StoredAnswer {
+            status: 202,
+            body: "{}".into(),
+        });
+        unknown.action_id = Some("act_1".into());
+        let answered = recovered(&unknown, approved(), &config).unwrap();
+        assert_eq!(answered.completion.transaction_token, None);
+        assert_eq!(answered.completion.psp_token.as_deref(), Some("pi_1"));
+        assert!(final_outcome(&answered.result).is_some_and(|o| o.succeeded));
+    }
+
+    #[test]
+    fn checks_back_off_and_cap() {
+        let config = ReconcilerConfig {
+            first_retry_ms: 1_000,
+            max_retry_ms: 60_000,
+            ..ReconcilerConfig::default()
+        };
+        assert_eq!(check_backoff_ms(&config, 0), 1_000);
+        assert_eq!(check_backoff_ms(&config, 3), 8_000);
+        assert_eq!(check_backoff_ms(&config, 40), 60_000);
+    }
 }

@@ -5,6 +5,8 @@ wasmtime::component::bindgen!({
     path: "../plugin-sdk/wit",
     imports: { default: async },
     exports: { default: async },
+    // Plugin requests are stored (as JSON) until their outcome is known, to re-send them.
+    additional_derives: [serde::Serialize, serde::Deserialize],
 });
 
 pub use exports::psp::plugin::adapter::Guest as Adapter;

@@ -18,7 +18,7 @@ use std::time::Duration;
 pub use bindings::types;
 pub use registry::{LoadedPlugin, Registry};
 pub use runtime::{Call, CallError, Reply, Runtime, RuntimeLimits};
-pub use state::GatewayContext;
+pub use state::{GatewayContext, PspContact};
 
 use crate::config::{Config, GatewayConfig};
 use outbound::{HostPattern, OutboundPolicy};
@@ -86,6 +86,17 @@ impl Plugins {
 
     /// Calls the plugin of `gateway` on the version loaded now.
     pub async fn call(&self, gateway: &str, call: Call) -> Result<Reply, GatewayCallError> {
+        self.call_watched(gateway, call, PspContact::default())
+            .await
+    }
+
+    /// `call`, recording in `contact` whether the plugin's requests may have reached the PSP.
+    pub async fn call_watched(
+        &self,
+        gateway: &str,
+        call: Call,
+        contact: PspContact,
+    ) -> Result<Reply, GatewayCallError> {
         let ctx = self
             .gateways
             .get(gateway)
@@ -95,7 +106,11 @@ impl Plugins {
             .get(&ctx.plugin)
             .ok_or_else(|| CallError::NotLoaded(ctx.plugin.clone()))?;
         let op = call.name();
-        let result = self.registry.runtime().call(&plugin.pre, ctx, call).await;
+        let result = self
+            .registry
+            .runtime()
+            .call(&plugin.pre, ctx, call, contact)
+            .await;
         let outcome = if result.is_ok() { "answered" } else { "error" };
         *self
             .calls

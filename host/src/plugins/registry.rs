@@ -206,7 +206,12 @@ impl Registry {
             .map_err(|e| format!("does not fit the psp:plugin contract: {e:#}"))?;
         let info = match self
             .runtime
-            .call(&pre, &GatewayContext::loader(name), Call::Info)
+            .call(
+                &pre,
+                &GatewayContext::loader(name),
+                Call::Info,
+                Default::default(),
+            )
             .await
         {
             Ok(Reply::Info(info)) => info,

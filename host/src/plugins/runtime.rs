@@ -14,7 +14,7 @@ use super::bindings::types::{
     Tokenized, WebhookReply, WebhookRequest,
 };
 use super::bindings::{Plugin, PluginPre};
-use super::state::{GatewayContext, PluginState};
+use super::state::{GatewayContext, PluginState, PspContact};
 
 /// How often the epoch advances: the granularity of CPU deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -35,7 +35,7 @@ pub enum CallError {
 }
 
 /// One export call, with its typed request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Call {
     Info,
     Authorize(AuthorizeRequest),
@@ -143,6 +143,7 @@ impl Runtime {
         pre: &PluginPre<PluginState>,
         gateway: &Arc<GatewayContext>,
         call: Call,
+        contact: PspContact,
     ) -> Result<Reply, CallError> {
         let timeout = gateway.call_timeout;
         let timeout_ms = timeout.as_millis() as u64;
@@ -158,6 +159,7 @@ impl Runtime {
                 self.client.clone(),
                 self.limits.memory_bytes,
                 deadline,
+                contact,
             );
             let mut store = Store::new(&self.engine, state);
             store.limiter(|s| &mut s.memory);

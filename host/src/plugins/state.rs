@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
@@ -51,6 +52,23 @@ impl GatewayContext {
     }
 }
 
+/// Whether a call's outbound requests may have reached the PSP: set once a request got past
+/// connecting (an answer came, or it failed after its bytes may have left). Shared with the
+/// caller, so it survives a deadline that drops the instance: a failed call that never made
+/// contact did nothing at the PSP, one that did has an unknown outcome.
+#[derive(Debug, Clone, Default)]
+pub struct PspContact(Arc<AtomicBool>);
+
+impl PspContact {
+    pub fn made(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn record(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// Store data of one plugin call.
 pub struct PluginState {
     wasi: WasiCtx,
@@ -60,6 +78,7 @@ pub struct PluginState {
     pub(crate) stderr: MemoryOutputPipe,
     gateway: Arc<GatewayContext>,
     client: reqwest::Client,
+    contact: PspContact,
 }
 
 impl PluginState {
@@ -68,6 +87,7 @@ impl PluginState {
         client: reqwest::Client,
         memory_limit: usize,
         deadline: Instant,
+        contact: PspContact,
     ) -> PluginState {
         // No preopens, no environment, no arguments, no sockets: only clocks and random.
         let stderr = MemoryOutputPipe::new(4096);
@@ -83,6 +103,7 @@ impl PluginState {
             stderr,
             gateway,
             client,
+            contact,
         }
     }
 
@@ -158,8 +179,13 @@ impl http::Host for PluginState {
             timeout,
         };
         let result = outbound::send(&self.client, &self.gateway.policy, request).await;
-        if let Err(OutboundError::Denied(why)) = &result {
-            tracing::warn!(gateway = %self.gateway.id, plugin = %self.gateway.plugin, "plugin request refused: {why}");
+        match &result {
+            Err(OutboundError::Denied(why)) => {
+                tracing::warn!(gateway = %self.gateway.id, plugin = %self.gateway.plugin, "plugin request refused: {why}");
+            }
+            // Nothing left the host: the PSP saw nothing.
+            Err(OutboundError::InvalidUrl(_) | OutboundError::Connect(_)) => {}
+            Ok(_) | Err(_) => self.contact.record(),
         }
         result
             .map(|r| http::Response {

@@ -13,8 +13,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use outbox::{Callback, NewCallback, OutboxStore};
 pub use subscriptions::{Subscription, SubscriptionStore};
 pub use transactions::{
-    Action, BalanceRule, Begin, Completion, NewTransaction, Status, StoredAnswer, Transaction,
-    TransactionStore,
+    Action, BalanceRule, Begin, Completion, NewTransaction, OutcomeBacklog, RecoveryQueue, Status,
+    StoredAnswer, Transaction, TransactionStore,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -31,9 +31,9 @@ pub enum StoreError {
     Corrupt(String),
 }
 /// Every aggregate's storage, behind one object.
-pub trait Store: TransactionStore + OutboxStore + SubscriptionStore {}
+pub trait Store: TransactionStore + RecoveryQueue + OutboxStore + SubscriptionStore {}
 
-impl<T: TransactionStore + OutboxStore + SubscriptionStore> Store for T {}
+impl<T: TransactionStore + RecoveryQueue + OutboxStore + SubscriptionStore> Store for T {}
 
 /// Opens the store a URL names, running migrations.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {

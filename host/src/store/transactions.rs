@@ -43,17 +43,22 @@ impl Action {
     }
 }
 
-/// Where a transaction stands.
+/// Where a transaction stands: what the gateway knows, never more.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
-    /// The plugin call is under way (or was, when the host stopped).
+    /// The plugin call is under way, owned by a live task (rows found so at start-up were
+    /// cut off by a crash and become `Unknown`).
     Processing,
     Approved,
-    /// Waiting for the PSP (notification, sync) or for a deferred plugin call.
+    /// The PSP will decide; a notification or `sync` will tell.
     Pending,
     Declined,
-    /// The PSP could not be reached or the plugin failed; a retry may try again.
+    /// The PSP was not reached: nothing happened there; a retry may try again.
     Failed,
+    /// The call may have reached the PSP and its answer was lost. Resolved against the PSP
+    /// (`sync`, or the call re-sent with the same idempotency key), never reported as a
+    /// failure.
+    Unknown,
 }
 
 impl Status {
@@ -64,6 +69,7 @@ impl Status {
             Status::Pending => "pending",
             Status::Declined => "declined",
             Status::Failed => "failed",
+            Status::Unknown => "unknown",
         }
     }
 
@@ -74,6 +80,7 @@ impl Status {
             "pending" => Status::Pending,
             "declined" => Status::Declined,
             "failed" => Status::Failed,
+            "unknown" => Status::Unknown,
             _ => return None,
         })
     }
@@ -82,7 +89,7 @@ impl Status {
     pub fn holds_balance(self) -> bool {
         matches!(
             self,
-            Status::Processing | Status::Approved | Status::Pending
+            Status::Processing | Status::Approved | Status::Pending | Status::Unknown
         )
     }
 }
@@ -109,6 +116,14 @@ pub struct Transaction {
     pub response: Option<StoredAnswer>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Pending or unknown: when recovery next looks at it.
+    pub next_check_at: Option<i64>,
+    /// Recovery checks made so far (the backoff exponent).
+    pub checks: i64,
+    /// When it was escalated to an operator (unresolved past the give-up age).
+    pub escalated_at: Option<i64>,
+    /// The plugin call as sent (JSON), until the outcome is final.
+    pub replay: Option<String>,
 }
 
 /// An HTTP answer as given, replayed verbatim to duplicates.
@@ -131,6 +146,8 @@ pub struct NewTransaction {
     pub transaction_token: String,
     pub amount_cents: i64,
     pub currency: String,
+    /// The plugin call that will be made, kept to re-send it if its outcome is lost.
+    pub replay: Option<String>,
 }
 
 /// The balance a follow-up draws from, checked atomically with its insertion.
@@ -167,6 +184,35 @@ pub struct Completion {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub response: Option<StoredAnswer>,
+    /// When recovery should look next (pending, unknown); `None` clears it.
+    pub next_check_at: Option<i64>,
+}
+
+impl Completion {
+    /// A completion of `status` that changes nothing else.
+    pub fn status(status: Status) -> Completion {
+        Completion {
+            status,
+            transaction_token: None,
+            psp_token: None,
+            psp_reference: None,
+            action_id: None,
+            error_code: None,
+            error_message: None,
+            response: None,
+            next_check_at: None,
+        }
+    }
+}
+
+/// Pending and unknown work, for metrics and the admin listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutcomeBacklog {
+    pub pending: i64,
+    pub unknown: i64,
+    pub escalated: i64,
+    /// Creation time of the oldest unknown row.
+    pub oldest_unknown_at: Option<i64>,
 }
 
 #[async_trait]
@@ -213,13 +259,42 @@ pub trait TransactionStore: Send + Sync {
         only_if: Option<Status>,
     ) -> Result<bool, StoreError>;
 
-    /// Pending transactions last touched before `before_ms`.
-    async fn pending_before(
-        &self,
-        before_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<Transaction>, StoreError>;
-
     /// The amount drawn from a parent by its children of `action` that hold balance.
     async fn drawn(&self, parent_id: &str, action: Action) -> Result<i64, StoreError>;
+}
+
+/// The pending and unknown transactions that recovery works through: each row has its own
+/// next check, so rows that never settle cannot starve the others.
+#[async_trait]
+pub trait RecoveryQueue: Send + Sync {
+    /// Pending and unknown transactions whose next check is due, soonest first.
+    async fn due_for_check(&self, now_ms: i64, limit: i64) -> Result<Vec<Transaction>, StoreError>;
+
+    /// Counts a check and sets the next one (only while pending or unknown).
+    async fn schedule_check(&self, id: &str, next_check_at: i64) -> Result<(), StoreError>;
+
+    /// The soonest next check of any pending or unknown row.
+    async fn next_check_due(&self) -> Result<Option<i64>, StoreError>;
+
+    /// Marks an unresolved row as escalated to an operator; false if it already was.
+    async fn escalate(&self, id: &str, at_ms: i64) -> Result<bool, StoreError>;
+
+    /// Gives an unknown row that has no answer yet its 202 (with `action_id`) and makes its
+    /// next check due now; false if it has an answer already or is no longer unknown.
+    async fn answer_unknown(
+        &self,
+        id: &str,
+        action_id: &str,
+        answer: StoredAnswer,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Start-up: rows still `processing` lost their task with the previous process; they
+    /// become `unknown`, due for a check at `check_at`. Returns how many.
+    async fn mark_interrupted(&self, check_at: i64) -> Result<u64, StoreError>;
+
+    /// Transactions in `status` (escalated ones: `escalated`), newest first.
+    async fn list(&self, status: &str, limit: i64) -> Result<Vec<Transaction>, StoreError>;
+
+    async fn outcome_backlog(&self) -> Result<OutcomeBacklog, StoreError>;
 }

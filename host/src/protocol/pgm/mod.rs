@@ -159,7 +159,8 @@ async fn authenticate(
 fn pgm_status(status: Status) -> &'static str {
     match status {
         Status::Approved => "ACCEPTED",
-        Status::Pending | Status::Processing => "PENDING",
+        // An unknown outcome is never reported as a failure.
+        Status::Pending | Status::Processing | Status::Unknown => "PENDING",
         Status::Declined | Status::Failed => "FAILED",
     }
 }

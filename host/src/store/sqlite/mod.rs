@@ -4,6 +4,7 @@
 //! aggregate holds its queries.
 
 mod outbox;
+mod recovery;
 mod subscriptions;
 #[cfg(test)]
 mod tests;
@@ -59,6 +60,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         2,
         include_str!("../../../migrations/sqlite/0002_subscriptions.sql"),
+    ),
+    (
+        3,
+        include_str!("../../../migrations/sqlite/0003_outcomes.sql"),
     ),
 ];
 

@@ -22,6 +22,7 @@ fn new(id: &str, action: Action, key: &str, parent: Option<&str>, amount: i64) -
         transaction_token: format!("tok-{id}"),
         amount_cents: amount,
         currency: "EUR".into(),
+        replay: Some(format!("{{\"call\":\"{id}\"}}")),
     }
 }
 
@@ -38,6 +39,7 @@ fn approved() -> Completion {
             status: 200,
             body: "{}".into(),
         }),
+        next_check_at: None,
     }
 }
 
@@ -293,4 +295,95 @@ async fn a_failing_write_does_not_spoil_its_batch() {
             "ok{i} was committed"
         );
     }
+}
+
+fn open_row(status: Status, next_check_at: i64) -> Completion {
+    Completion {
+        next_check_at: Some(next_check_at),
+        response: None,
+        ..Completion::status(status)
+    }
+}
+
+#[tokio::test]
+async fn due_checks_come_soonest_first_and_a_checked_row_goes_to_the_back() {
+    let (_d, s) = store().await;
+    for (i, due) in [(0, 100), (1, 200), (2, 300)] {
+        let id = format!("t{i}");
+        s.begin(new(&id, Action::Authorize, &id, None, 5), None)
+            .await
+            .unwrap();
+        let status = if i == 1 {
+            Status::Unknown
+        } else {
+            Status::Pending
+        };
+        s.complete(&id, open_row(status, due), None, None)
+            .await
+            .unwrap();
+    }
+    let ids = |rows: Vec<Transaction>| rows.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.due_for_check(250, 10).await.unwrap()), ["t0", "t1"]);
+    assert_eq!(ids(s.due_for_check(1_000, 2).await.unwrap()), ["t0", "t1"]);
+    // Checked (and still open): rescheduled behind the others, its count kept.
+    s.schedule_check("t0", 900).await.unwrap();
+    assert_eq!(
+        ids(s.due_for_check(1_000, 3).await.unwrap()),
+        ["t1", "t2", "t0"]
+    );
+    assert_eq!(s.get("t0").await.unwrap().unwrap().checks, 1);
+    assert_eq!(s.next_check_due().await.unwrap(), Some(200));
+    // A final row is never due, whatever its old schedule said.
+    s.complete("t1", approved(), None, None).await.unwrap();
+    assert_eq!(ids(s.due_for_check(1_000, 3).await.unwrap()), ["t2", "t0"]);
+    let t1 = s.get("t1").await.unwrap().unwrap();
+    assert_eq!(
+        (t1.next_check_at, t1.replay),
+        (None, None),
+        "final: nothing to check or re-send"
+    );
+    let backlog = s.outcome_backlog().await.unwrap();
+    assert_eq!((backlog.pending, backlog.unknown), (2, 0));
+}
+
+#[tokio::test]
+async fn interrupted_calls_become_unknown_and_keep_their_call() {
+    let (_d, s) = store().await;
+    s.begin(new("cut", Action::Authorize, "k-cut", None, 5), None)
+        .await
+        .unwrap();
+    s.begin(new("done", Action::Authorize, "k-done", None, 5), None)
+        .await
+        .unwrap();
+    s.complete("done", approved(), None, None).await.unwrap();
+    assert_eq!(s.mark_interrupted(42).await.unwrap(), 1);
+    let cut = s.get("cut").await.unwrap().unwrap();
+    assert_eq!(cut.status, Status::Unknown);
+    assert_eq!(cut.next_check_at, Some(42));
+    assert_eq!(cut.replay.as_deref(), Some("{\"call\":\"cut\"}"));
+    assert_eq!(
+        s.get("done").await.unwrap().unwrap().status,
+        Status::Approved
+    );
+    // Unknown still holds its amount against a parent's balance (the PSP may have acted).
+    assert!(Status::Unknown.holds_balance());
+    // The first retry answers it once; a second caller finds the answer taken.
+    let answer = StoredAnswer {
+        status: 202,
+        body: "{}".into(),
+    };
+    assert!(
+        s.answer_unknown("cut", "act_1", answer.clone(), 7)
+            .await
+            .unwrap()
+    );
+    assert!(!s.answer_unknown("cut", "act_2", answer, 8).await.unwrap());
+    let cut = s.get("cut").await.unwrap().unwrap();
+    assert_eq!(cut.action_id.as_deref(), Some("act_1"));
+    assert_eq!(cut.next_check_at, Some(7), "due now");
+    assert_eq!(s.list("unknown", 10).await.unwrap().len(), 1);
+    assert!(s.escalate("cut", 9).await.unwrap());
+    assert!(!s.escalate("cut", 10).await.unwrap(), "escalated once");
+    assert_eq!(s.list("escalated", 10).await.unwrap()[0].id, "cut");
+    assert_eq!(s.outcome_backlog().await.unwrap().escalated, 1);
 }

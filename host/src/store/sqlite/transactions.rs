@@ -13,7 +13,8 @@ use crate::store::{NewCallback, StoreError, now_ms};
 
 pub(super) const COLUMNS: &str = "id, gateway, front, action, idempotency_key, resource_id, parent_id, \
     transaction_token, psp_token, psp_reference, action_id, amount_cents, currency, status, \
-    error_code, error_message, response_status, response_body, created_at, updated_at";
+    error_code, error_message, response_status, response_body, created_at, updated_at, \
+    next_check_at, checks, escalated_at, replay";
 
 #[async_trait]
 impl TransactionStore for SqliteStore {
@@ -99,7 +100,7 @@ impl TransactionStore for SqliteStore {
     ) -> Result<Vec<Transaction>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM transactions WHERE gateway = ? AND psp_reference = ? \
-             AND status = 'pending' ORDER BY created_at"
+             AND status IN ('pending', 'unknown') ORDER BY created_at"
         ))
         .bind(gateway)
         .bind(psp_reference)
@@ -126,22 +127,6 @@ impl TransactionStore for SqliteStore {
             .await
     }
 
-    async fn pending_before(
-        &self,
-        before_ms: i64,
-        limit: i64,
-    ) -> Result<Vec<Transaction>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM transactions WHERE status = 'pending' AND updated_at < ? \
-             ORDER BY updated_at LIMIT ?"
-        ))
-        .bind(before_ms)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(row_to_transaction).collect()
-    }
-
     async fn drawn(&self, parent_id: &str, action: Action) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(DRAWN)
             .bind(parent_id)
@@ -151,7 +136,7 @@ impl TransactionStore for SqliteStore {
     }
 }
 
-fn row_to_transaction(row: &SqliteRow) -> Result<Transaction, StoreError> {
+pub(super) fn row_to_transaction(row: &SqliteRow) -> Result<Transaction, StoreError> {
     let action: String = row.try_get("action")?;
     let status: String = row.try_get("status")?;
     let response_status: Option<i64> = row.try_get("response_status")?;
@@ -182,12 +167,17 @@ fn row_to_transaction(row: &SqliteRow) -> Result<Transaction, StoreError> {
         },
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        next_check_at: row.try_get("next_check_at")?,
+        checks: row.try_get("checks")?,
+        escalated_at: row.try_get("escalated_at")?,
+        replay: row.try_get("replay")?,
     })
 }
 
 /// What a parent's children of one action hold: those that succeeded or may still.
 const DRAWN: &str = "SELECT COALESCE(SUM(amount_cents), 0) FROM transactions \
-    WHERE parent_id = ? AND action = ? AND status IN ('processing', 'approved', 'pending')";
+    WHERE parent_id = ? AND action = ? \
+    AND status IN ('processing', 'approved', 'pending', 'unknown')";
 
 /// The amount a follow-up may still draw from its parent.
 async fn available(
@@ -244,8 +234,8 @@ async fn begin(
     let now = now_ms();
     sqlx::query(
         "INSERT INTO transactions (id, gateway, front, action, idempotency_key, resource_id, \
-         parent_id, transaction_token, amount_cents, currency, status, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'processing', ?, ?)",
+         parent_id, transaction_token, amount_cents, currency, status, created_at, updated_at, \
+         replay) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'processing', ?, ?, ?)",
     )
     .bind(&new.id)
     .bind(&new.gateway)
@@ -259,6 +249,7 @@ async fn begin(
     .bind(&new.currency)
     .bind(now)
     .bind(now)
+    .bind(&new.replay)
     .execute(&mut *conn)
     .await?;
     Ok(Begin::Started(Transaction {
@@ -281,6 +272,10 @@ async fn begin(
         response: None,
         created_at: now,
         updated_at: now,
+        next_check_at: None,
+        checks: 0,
+        escalated_at: None,
+        replay: new.replay,
     }))
 }
 
@@ -303,7 +298,8 @@ async fn complete(
          transaction_token = COALESCE(?, transaction_token), psp_token = COALESCE(?, psp_token), \
          psp_reference = COALESCE(?, psp_reference), action_id = COALESCE(?, action_id), \
          error_code = ?, error_message = ?, response_status = COALESCE(?, response_status), \
-         response_body = COALESCE(?, response_body), updated_at = ? \
+         response_body = COALESCE(?, response_body), updated_at = ?, next_check_at = ?, \
+         replay = CASE WHEN ? IN ('approved', 'declined') THEN NULL ELSE replay END \
          WHERE id = ? AND (? IS NULL OR status = ?)",
     )
     .bind(c.status.as_str())
@@ -316,6 +312,8 @@ async fn complete(
     .bind(response_status)
     .bind(response_body)
     .bind(now)
+    .bind(c.next_check_at)
+    .bind(c.status.as_str())
     .bind(id)
     .bind(only_if.map(Status::as_str))
     .bind(only_if.map(Status::as_str))

@@ -1,0 +1,133 @@
+//! What the fronts and the engine exchange: the parsed request, the result to render, the
+//! final outcome of a callback, and the `Front` trait each protocol implements.
+
+use crate::config::GatewayConfig;
+use crate::plugins::types::Order;
+use crate::store::{Action, NewCallback, StoreError, StoredAnswer, Transaction};
+
+/// An operation, parsed by a front.
+#[derive(Debug, Clone)]
+pub struct PaymentRequest {
+    pub gateway: String,
+    pub action: Action,
+    /// What makes two requests the same operation (see the front's reference).
+    pub natural_key: String,
+    /// The platform's id of the resource acted upon.
+    pub resource_id: String,
+    pub amount_cents: u64,
+    pub currency: String,
+    /// Authorize, sale and token: the PSP token of the payment source.
+    pub payment_source_token: Option<String>,
+    /// Capture, void, refund: the token answered for the transaction acted upon.
+    pub parent_token: Option<String>,
+    pub customer_token: Option<String>,
+    pub customer_email: Option<String>,
+    pub order: Option<Order>,
+    pub options_json: Option<String>,
+}
+
+/// What happened, for the front to render.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentResult {
+    Approved {
+        transaction_token: String,
+        amount_cents: u64,
+        messages: Vec<String>,
+        metadata: Vec<(String, String)>,
+    },
+    Pending {
+        transaction_token: String,
+        amount_cents: u64,
+        action_id: String,
+        metadata: Vec<(String, String)>,
+    },
+    Declined {
+        transaction_token: Option<String>,
+        amount_cents: u64,
+        code: String,
+        message: String,
+    },
+    Tokenized {
+        customer_token: Option<String>,
+        payment_source_token: String,
+    },
+    /// Nothing was done: the request is wrong for the state (unknown token, balance).
+    Refused { code: RefusalCode, message: String },
+    /// The PSP or the plugin failed; a retry may succeed.
+    Failed { kind: FailureKind, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalCode {
+    UnknownGateway,
+    UnknownTransaction,
+    NotApproved,
+    AmountExceedsBalance,
+    InvalidRequest,
+}
+
+impl RefusalCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalCode::UnknownGateway => "unknown_gateway",
+            RefusalCode::UnknownTransaction => "unknown_transaction",
+            RefusalCode::NotApproved => "transaction_not_approved",
+            RefusalCode::AmountExceedsBalance => "amount_exceeds_balance",
+            RefusalCode::InvalidRequest => "invalid_request",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The plugin does not implement the operation.
+    Unsupported,
+    /// The PSP did not answer in time (plugin-reported or the host's hard deadline).
+    Timeout,
+    /// Unreachable PSP, bad response, misconfiguration, plugin trap: an outage.
+    Unavailable,
+    /// A duplicate is still being processed elsewhere.
+    InProgress,
+}
+
+impl FailureKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            FailureKind::Unsupported => "unsupported_operation",
+            FailureKind::Timeout => "psp_timeout",
+            FailureKind::Unavailable => "psp_unavailable",
+            FailureKind::InProgress => "in_progress",
+        }
+    }
+}
+
+/// The final outcome of something answered `pending` earlier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinalOutcome {
+    pub succeeded: bool,
+    pub message: String,
+    pub error_code: Option<String>,
+    pub error_detail: Option<String>,
+}
+
+/// A protocol front: how results and callbacks look on its wire.
+pub trait Front: Send + Sync {
+    /// Stored with each transaction, to find the front again for its callbacks.
+    fn name(&self) -> &'static str;
+    fn render(&self, action: Action, result: &PaymentResult) -> StoredAnswer;
+    /// The callback announcing a final outcome, if the gateway has somewhere to send it.
+    fn callback(
+        &self,
+        gateway: &GatewayConfig,
+        txn: &Transaction,
+        outcome: &FinalOutcome,
+    ) -> Option<NewCallback>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the operation's task failed: {0}")]
+    Task(String),
+}
