@@ -1102,7 +1102,8 @@ async fn slow_psp_is_deferred_then_called_back() {
     let auth = auth.unwrap();
 
     let store = Store::open(&gw).await;
-    assert_eq!(store.by_action_id(action_id).await.status, "pending");
+    // Still `processing`: the call is under way, owned by the gateway's task.
+    assert_eq!(store.by_action_id(action_id).await.status, "processing");
 
     let cb = wait_callback(&receiver, &gw, action_id, Duration::from_secs(10)).await;
     let settled_in = started.elapsed();

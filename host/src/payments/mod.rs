@@ -216,7 +216,7 @@ impl Payments {
 
     /// The first retry of an operation whose outcome is unknown and was never answered
     /// (a crash cut its call off): 202 with an action id, the outcome following as a
-    /// callback, and its check made due now. `None` if another caller answered first.
+    /// callback when recovery resolves it. `None` if another caller answered first.
     async fn answer_unknown(
         &self,
         front: &Arc<dyn Front>,
@@ -232,8 +232,7 @@ impl Payments {
         if !answered {
             return Ok(None);
         }
-        tracing::info!(gateway = %txn.gateway, action = txn.action.as_str(), txn = %txn.id, %action_id, "retry of an unknown outcome: answered 202, checking with the PSP");
-        self.inner.recovery_wake.notify_one();
+        tracing::info!(gateway = %txn.gateway, action = txn.action.as_str(), txn = %txn.id, %action_id, "retry of an unknown outcome: answered 202, the outcome follows as a callback");
         Ok(Some(answer))
     }
 

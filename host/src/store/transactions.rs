@@ -279,8 +279,9 @@ pub trait RecoveryQueue: Send + Sync {
     /// Marks an unresolved row as escalated to an operator; false if it already was.
     async fn escalate(&self, id: &str, at_ms: i64) -> Result<bool, StoreError>;
 
-    /// Gives an unknown row that has no answer yet its 202 (with `action_id`) and makes its
-    /// next check due now; false if it has an answer already or is no longer unknown.
+    /// Gives an unknown row that has no answer yet its 202 (with `action_id`), keeping its
+    /// check schedule (checking sooner would only meet the PSP still busy with the lost
+    /// call); false if it has an answer already or is no longer unknown.
     async fn answer_unknown(
         &self,
         id: &str,

@@ -89,13 +89,12 @@ impl RecoveryQueue for SqliteStore {
                 async move {
                     let done = sqlx::query(
                         "UPDATE transactions SET action_id = ?, response_status = ?, \
-                         response_body = ?, next_check_at = ?, updated_at = ? \
+                         response_body = ?, updated_at = ? \
                          WHERE id = ? AND status = 'unknown' AND response_status IS NULL",
                     )
                     .bind(&action_id)
                     .bind(answer.status as i64)
                     .bind(&answer.body)
-                    .bind(now_ms)
                     .bind(now_ms)
                     .bind(&id)
                     .execute(&mut *conn)

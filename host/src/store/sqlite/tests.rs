@@ -380,7 +380,7 @@ async fn interrupted_calls_become_unknown_and_keep_their_call() {
     assert!(!s.answer_unknown("cut", "act_2", answer, 8).await.unwrap());
     let cut = s.get("cut").await.unwrap().unwrap();
     assert_eq!(cut.action_id.as_deref(), Some("act_1"));
-    assert_eq!(cut.next_check_at, Some(7), "due now");
+    assert_eq!(cut.next_check_at, Some(42), "its schedule stays");
     assert_eq!(s.list("unknown", 10).await.unwrap().len(), 1);
     assert!(s.escalate("cut", 9).await.unwrap());
     assert!(!s.escalate("cut", 10).await.unwrap(), "escalated once");
