@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
+pub mod bounds;
 mod recovery;
 mod settle;
 
@@ -87,6 +88,10 @@ pub enum RefusalCode {
     NotApproved,
     AmountExceedsBalance,
     InvalidRequest,
+    /// Zero for an operation that moves money, or beyond `bounds::MAX_AMOUNT_MINOR`.
+    InvalidAmount,
+    /// A payment source token that reads as a card number: never stored, logged or sent.
+    CardNumberRefused,
 }
 
 impl RefusalCode {
@@ -97,6 +102,8 @@ impl RefusalCode {
             RefusalCode::NotApproved => "transaction_not_approved",
             RefusalCode::AmountExceedsBalance => "amount_exceeds_balance",
             RefusalCode::InvalidRequest => "invalid_request",
+            RefusalCode::InvalidAmount => "invalid_amount",
+            RefusalCode::CardNumberRefused => "card_number_refused",
         }
     }
 }
@@ -213,6 +220,10 @@ impl Payments {
                 format!("unknown gateway `{}`", req.gateway),
             );
         };
+        // Before anything is stored, logged or sent to a plugin.
+        if let Err((code, message)) = bounds::check(gateway, &req) {
+            return refuse(code, message);
+        }
         let (parent, rule) = match self.parent(&req).await? {
             Ok(found) => found,
             Err((code, message)) => return refuse(code, message),
