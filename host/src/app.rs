@@ -24,7 +24,30 @@ pub struct AppState {
 /// Largest request body any route accepts.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
+/// The main router. With `[admin] listen` the operator routes are not on it: they are on
+/// `admin_router`'s own address, and 404 here.
 pub fn router(state: AppState) -> Router {
+    let mut app = Router::new()
+        .route("/healthz", get(crate::ops::healthz))
+        .route("/psp/{gateway}/webhook", post(crate::psp_webhooks::receive))
+        .route(
+            "/commercelayer/{gateway}/{action}",
+            post(crate::protocol::commerce_layer::handle),
+        )
+        .merge(crate::protocol::pgm::routes(state.clone()));
+    if state.config.admin.listen.is_none() {
+        app = app.merge(operator_routes(&state));
+    }
+    finish(app, state)
+}
+
+/// The operator routes alone, for `[admin] listen`.
+pub fn admin_router(state: AppState) -> Router {
+    finish(operator_routes(&state), state)
+}
+
+/// `/admin/*` (behind the admin token when one is set) and `/metrics`.
+fn operator_routes(state: &AppState) -> Router<AppState> {
     let mut admin = Router::new()
         .route("/admin/plugins", get(crate::ops::plugins))
         .route("/admin/transactions", get(crate::ops::transactions));
@@ -39,16 +62,12 @@ pub fn router(state: AppState) -> Router {
         crate::ops::require_admin,
     ));
     Router::new()
-        .route("/healthz", get(crate::ops::healthz))
         .route("/metrics", get(crate::ops::metrics))
-        .route("/psp/{gateway}/webhook", post(crate::psp_webhooks::receive))
-        .route(
-            "/commercelayer/{gateway}/{action}",
-            post(crate::protocol::commerce_layer::handle),
-        )
         .merge(admin)
-        .merge(crate::protocol::pgm::routes(state.clone()))
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+fn finish(app: Router<AppState>, state: AppState) -> Router {
+    app.layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

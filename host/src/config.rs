@@ -251,6 +251,9 @@ pub struct AdminConfig {
     /// Bearer token for `/admin/*`. When unset the admin routes are read-only and the
     /// plugin diagnostics route is off.
     pub token: Option<Secret>,
+    /// When set, `/admin/*` and `/metrics` are served only on this address (e.g.
+    /// `127.0.0.1:9091`), and answer 404 on `server.listen`.
+    pub listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -285,9 +288,16 @@ pub struct GatewayConfig {
     pub pending_expiry_ms: Option<u64>,
     /// Mia-Platform PGM: where payment status changes are pushed (its PAYMENT_CALLBACK_URL).
     pub pgm_callback_url: Option<String>,
-    /// Mia-Platform PGM: a bearer token required on `/v3/{gateway}/...` (PGM documents no
-    /// authentication; without it, protect the route at the network level).
+    /// Mia-Platform PGM: a bearer token required on `/v3/{gateway}/...`. Without it (or
+    /// `pgm_auth = "none"`) the gateway serves no PGM route at all.
     pub pgm_auth_token: Option<Secret>,
+    /// Mia-Platform PGM: `"none"` serves `/v3/{gateway}/...` without authentication (PGM
+    /// documents none; protect the route at the network level). Warned about at start.
+    pub pgm_auth: Option<String>,
+    /// The PSP issues numeric payment source tokens (e.g. Adyen's recurring references): a
+    /// token of bare digits is then not taken for a card number.
+    #[serde(default)]
+    pub numeric_tokens: bool,
     /// Settings handed to the plugin (`settings.get`); values may use `${VAR}`.
     #[serde(default)]
     pub settings: BTreeMap<String, Secret>,
@@ -303,7 +313,25 @@ fn default_max_response_bytes() -> u64 {
     4 * 1024 * 1024
 }
 
+/// Who may use a gateway's PGM front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgmAccess<'a> {
+    /// Neither `pgm_auth_token` nor `pgm_auth = "none"`: the routes answer 404.
+    Closed,
+    /// `pgm_auth = "none"`.
+    Open,
+    Bearer(&'a Secret),
+}
+
 impl GatewayConfig {
+    pub fn pgm_access(&self) -> PgmAccess<'_> {
+        match (&self.pgm_auth_token, self.pgm_auth.as_deref()) {
+            (Some(token), _) => PgmAccess::Bearer(token),
+            (None, Some("none")) => PgmAccess::Open,
+            (None, _) => PgmAccess::Closed,
+        }
+    }
+
     pub fn call_timeout(&self, plugins: &PluginsConfig) -> Duration {
         Duration::from_millis(self.call_timeout_ms.unwrap_or(plugins.call_timeout_ms))
     }
@@ -439,6 +467,21 @@ impl Config {
             }
             if gw.call_timeout_ms == Some(0) {
                 return Err(invalid(key("call_timeout_ms"), "must be positive".into()));
+            }
+            match (gw.pgm_auth.as_deref(), &gw.pgm_auth_token) {
+                (None, _) | (Some("none"), None) => {}
+                (Some("none"), Some(_)) => {
+                    return Err(invalid(
+                        key("pgm_auth"),
+                        "`none` contradicts pgm_auth_token: set one or the other".into(),
+                    ));
+                }
+                (Some(other), _) => {
+                    return Err(invalid(
+                        key("pgm_auth"),
+                        format!("unknown value `{other}` (use \"none\", or set pgm_auth_token)"),
+                    ));
+                }
             }
         }
         Ok(())
@@ -618,6 +661,33 @@ webhook_secret = "whsec_${SUFFIX}"
         let bad = BASE.replace("api.stripe.com", "ftp://x");
         let err = parse(&bad).unwrap_err().to_string();
         assert!(err.contains("gateways[0].allowed_hosts[0]"), "{err}");
+    }
+
+    #[test]
+    fn pgm_front_is_closed_unless_configured() {
+        let gw = |extra: &str| {
+            let raw = BASE.replace(
+                "plugin = \"sandbox\"\n",
+                &format!("plugin = \"sandbox\"\n{extra}\n"),
+            );
+            parse(&raw).map(|c| c.gateways[0].clone())
+        };
+        assert_eq!(gw("").unwrap().pgm_access(), PgmAccess::Closed);
+        assert_eq!(
+            gw("pgm_auth = \"none\"").unwrap().pgm_access(),
+            PgmAccess::Open
+        );
+        let locked = gw("pgm_auth_token = \"t\"").unwrap();
+        assert!(matches!(locked.pgm_access(), PgmAccess::Bearer(_)));
+        let err = gw("pgm_auth = \"nobody\"").unwrap_err().to_string();
+        assert!(
+            err.contains("gateways[0].pgm_auth") && err.contains("nobody"),
+            "{err}"
+        );
+        let err = gw("pgm_auth = \"none\"\npgm_auth_token = \"t\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("contradicts"), "{err}");
     }
 
     #[test]

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::app::{AppState, router};
+use crate::app::{AppState, admin_router, router};
 use crate::config::Config;
+use crate::config::PgmAccess;
 use crate::outbox::Outbox;
 use crate::payments::Payments;
 use crate::plugins::{Plugins, watch};
@@ -32,6 +33,13 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
             "{} configuration problem(s); see `psp-gateway check`",
             fatal.len()
         );
+    }
+    for gw in config
+        .gateways
+        .iter()
+        .filter(|g| g.pgm_access() == PgmAccess::Open)
+    {
+        tracing::warn!(gateway = %gw.id, "PGM routes /v3/{}/... are served without authentication (pgm_auth = \"none\"): protect them at the network level", gw.id);
     }
     let plugins = Arc::new(plugins);
     let store = crate::store::open(config.store.url.expose())
@@ -83,6 +91,22 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         pgm,
         outbox_wake,
     };
+    if let Some(admin_addr) = state.config.admin.listen {
+        let admin = tokio::net::TcpListener::bind(admin_addr)
+            .await
+            .with_context(|| format!("binding admin.listen {admin_addr}"))?;
+        let addr = admin.local_addr()?;
+        tracing::info!(%addr, "admin listening");
+        let app = admin_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(admin, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+            {
+                tracing::error!("admin server: {e}");
+            }
+        });
+    }
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;

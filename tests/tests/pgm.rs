@@ -160,10 +160,17 @@ async fn receive(
 // ---------------------------------------------------------------------------------------
 
 /// One sandbox gateway entry named `id` pushing to `callback`; `extra` holds more keys.
+/// The PGM front is closed by default: without a `pgm_auth*` key in `extra` the entry
+/// opens it with `pgm_auth = "none"`.
 fn sandbox_gateway(id: &str, callback: &str, extra: &str) -> String {
+    let open = if extra.contains("pgm_auth") {
+        ""
+    } else {
+        "pgm_auth = \"none\"\n"
+    };
     format!(
         "[[gateways]]\nid = \"{id}\"\nplugin = \"sandbox\"\npgm_callback_url = \"{callback}\"\n\
-         {extra}\n[gateways.settings]\nwebhook_secret = \"${{SANDBOX_WEBHOOK_SECRET}}\"\n"
+         {open}{extra}\n[gateways.settings]\nwebhook_secret = \"${{SANDBOX_WEBHOOK_SECRET}}\"\n"
     )
 }
 
@@ -970,7 +977,7 @@ async fn optional_bearer_token_guards_the_routes() {
     assert_eq!((status, r["result"].as_str()), (200, Some("OK")), "{r}");
     assert_eq!(gw.plugin_calls("locked", "sale").await, 1);
 
-    // A gateway without `pgm_auth_token` needs none.
+    // A gateway with `pgm_auth = "none"` needs none.
     let open = Pgm::new(&gw, "open");
     let (status, ok) = open.pay("shop-auth-2", 100, TOK_CARD).await;
     assert_eq!((status, ok["result"].as_str()), (200, Some("OK")), "{ok}");
@@ -991,7 +998,7 @@ fn start_stripe_gateway(api_base: &str, callback: &str) -> (Workspace, Gateway) 
     ws.install("stripe", "stripe");
     let config = ws.write_config(&format!(
         "[plugins]\ndir = \"plugins\"\n\n\
-         [[gateways]]\nid = \"stripe\"\nplugin = \"stripe\"\n\
+         [[gateways]]\nid = \"stripe\"\nplugin = \"stripe\"\npgm_auth = \"none\"\n\
          pgm_callback_url = \"{callback}\"\n\
          allowed_hosts = [\"{api_base}\"]\n\
          [gateways.settings]\nsecret_key = \"${{STRIPE_SECRET_KEY}}\"\n\

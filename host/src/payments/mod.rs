@@ -9,6 +9,7 @@
 //! `recovery`. `settle` holds the pure mapping of plugin replies; `types` what fronts and
 //! the engine exchange.
 
+pub mod bounds;
 mod recovery;
 mod settle;
 mod types;
@@ -119,6 +120,10 @@ impl Payments {
                 format!("unknown gateway `{}`", req.gateway),
             );
         };
+        // Before anything is stored, logged or sent to a plugin.
+        if let Err((code, message)) = bounds::check(gateway, &req) {
+            return refuse(code, message);
+        }
         let (parent, rule) = match self.parent(&req).await? {
             Ok(found) => found,
             Err((code, message)) => return refuse(code, message),

@@ -64,6 +64,10 @@ pub enum RefusalCode {
     NotApproved,
     AmountExceedsBalance,
     InvalidRequest,
+    /// Zero for an operation that moves money, or beyond `bounds::MAX_AMOUNT_MINOR`.
+    InvalidAmount,
+    /// A payment source token that reads as a card number: never stored, logged or sent.
+    CardNumberRefused,
 }
 
 impl RefusalCode {
@@ -74,6 +78,8 @@ impl RefusalCode {
             RefusalCode::NotApproved => "transaction_not_approved",
             RefusalCode::AmountExceedsBalance => "amount_exceeds_balance",
             RefusalCode::InvalidRequest => "invalid_request",
+            RefusalCode::InvalidAmount => "invalid_amount",
+            RefusalCode::CardNumberRefused => "card_number_refused",
         }
     }
 }

@@ -16,7 +16,7 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::config::GatewayConfig;
+use crate::config::{GatewayConfig, PgmAccess};
 use crate::payments::{
     FailureKind, FinalOutcome, Front, PaymentRequest, PaymentResult, RefusalCode,
 };
@@ -121,7 +121,9 @@ fn stored(answer: &StoredAnswer) -> Answer {
     )
 }
 
-/// The optional per-gateway bearer token (`pgm_auth_token`), compared in constant time.
+/// A gateway serves PGM only when configured to: with `pgm_auth_token` (a bearer token,
+/// compared in constant time) or `pgm_auth = "none"`. Otherwise the routes do not exist for
+/// it: the same 404 as an unknown gateway, so a scan learns nothing.
 async fn authenticate(
     State(state): State<AppState>,
     Path(params): Path<Vec<(String, String)>>,
@@ -133,23 +135,29 @@ async fn authenticate(
         .find(|(k, _)| k == "gateway")
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
-    let Some(config) = state.config.gateway(gateway) else {
-        return ko(
+    let unknown = || {
+        ko(
             StatusCode::NOT_FOUND,
             format!("unknown gateway `{gateway}`"),
         )
-        .into_response();
     };
-    if let Some(token) = &config.pgm_auth_token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
-            return ko(StatusCode::UNAUTHORIZED, "a valid bearer token is required")
-                .into_response();
+    let Some(config) = state.config.gateway(gateway) else {
+        return unknown().into_response();
+    };
+    match config.pgm_access() {
+        PgmAccess::Closed => return unknown().into_response(),
+        PgmAccess::Open => {}
+        PgmAccess::Bearer(token) => {
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if !constant_time_eq(given.as_bytes(), token.expose().as_bytes()) {
+                return ko(StatusCode::UNAUTHORIZED, "a valid bearer token is required")
+                    .into_response();
+            }
         }
     }
     next.run(req).await
@@ -226,6 +234,10 @@ impl Front for Pgm {
                 let status = match code {
                     RefusalCode::UnknownGateway | RefusalCode::UnknownTransaction => {
                         StatusCode::NOT_FOUND
+                    }
+                    // Input no PSP could accept: the caller's mistake, as a bad field is.
+                    RefusalCode::InvalidAmount | RefusalCode::CardNumberRefused => {
+                        StatusCode::BAD_REQUEST
                     }
                     _ => StatusCode::OK,
                 };
@@ -570,5 +582,23 @@ mod tests {
         );
         let body: Value = serde_json::from_str(&refused.body).unwrap();
         assert_eq!((refused.status, body["result"].as_str()), (200, Some("KO")));
+        for action in [Action::Sale, Action::Refund] {
+            let out_of_bounds = Pgm.render(
+                action,
+                &PaymentResult::Refused {
+                    code: RefusalCode::InvalidAmount,
+                    message: "amount 9223372036854775808 is out of bounds".into(),
+                },
+            );
+            let body: Value = serde_json::from_str(&out_of_bounds.body).unwrap();
+            assert_eq!(out_of_bounds.status, 400);
+            assert_eq!(body["result"], "KO");
+            assert!(
+                body["resultDescription"]
+                    .as_str()
+                    .unwrap()
+                    .contains("amount")
+            );
+        }
     }
 }
