@@ -537,7 +537,10 @@ async fn every_row_of_the_answers_table() {
     let (resp, _) = tight.authorize(&Order::sample(), TOK_SLOW_TIMEOUT).await;
     assert_eq!(resp.status, 202, "{resp}");
     assert!(resp.is_pending() && resp.action_id().is_some(), "{resp}");
-    assert_eq!(resp.body["data"]["metadata"]["outcome"], "unknown", "{resp}");
+    assert_eq!(
+        resp.body["data"]["metadata"]["outcome"], "unknown",
+        "{resp}"
+    );
     assert!(
         resp.elapsed < Duration::from_millis(1_400),
         "{:?}",
