@@ -105,6 +105,16 @@ impl FailureKind {
             FailureKind::InProgress => "in_progress",
         }
     }
+
+    /// The HTTP status every front answers a failure with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            FailureKind::Unsupported => 501,
+            FailureKind::Timeout => 504,
+            FailureKind::Unavailable => 502,
+            FailureKind::InProgress => 409,
+        }
+    }
 }
 
 /// The final outcome of something answered `pending` earlier.

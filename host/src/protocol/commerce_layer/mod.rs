@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::app::{AppState, BODY_LIMIT};
 use crate::config::GatewayConfig;
-use crate::payments::{FailureKind, FinalOutcome, Front, PaymentResult, RefusalCode};
+use crate::payments::{FinalOutcome, Front, PaymentResult, RefusalCode};
 use crate::signature::{constant_time_eq, hmac_sha256};
 use crate::store::{Action, NewCallback, StoredAnswer, Transaction};
 
@@ -122,12 +122,7 @@ impl Front for CommerceLayer {
                 error_answer(status, code.as_str(), message)
             }
             PaymentResult::Failed { kind, message } => {
-                let status = match kind {
-                    FailureKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
-                    FailureKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-                    FailureKind::Unavailable => StatusCode::BAD_GATEWAY,
-                    FailureKind::InProgress => StatusCode::CONFLICT,
-                };
+                let status = StatusCode::from_u16(kind.http_status()).expect("a valid status");
                 error_answer(status, kind.code(), message)
             }
         }

@@ -17,9 +17,7 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::config::{GatewayConfig, PgmAccess};
-use crate::payments::{
-    FailureKind, FinalOutcome, Front, PaymentRequest, PaymentResult, RefusalCode,
-};
+use crate::payments::{FinalOutcome, Front, PaymentRequest, PaymentResult, RefusalCode};
 use crate::plugins::types::Operation;
 use crate::signature::constant_time_eq;
 use crate::store::{Action, NewCallback, Status, StoredAnswer, Transaction};
@@ -247,12 +245,7 @@ impl Front for Pgm {
                 )
             }
             PaymentResult::Failed { kind, message } => {
-                let status = match kind {
-                    FailureKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
-                    FailureKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-                    FailureKind::Unavailable => StatusCode::BAD_GATEWAY,
-                    FailureKind::InProgress => StatusCode::CONFLICT,
-                };
+                let status = StatusCode::from_u16(kind.http_status()).expect("a valid status");
                 (
                     status,
                     json!({"result": "KO", "resultDescription": format!("{}: {message}", kind.code())}),
