@@ -25,12 +25,19 @@ pub struct AppState {
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
-    let mut admin = Router::new().route("/admin/plugins", get(crate::ops::plugins));
+    let mut admin = Router::new()
+        .route("/admin/plugins", get(crate::ops::plugins))
+        .route("/admin/callbacks", get(crate::admin_callbacks::list));
     if state.config.admin.token.is_some() {
-        admin = admin.route(
-            "/admin/gateways/{gateway}/call/{operation}",
-            post(crate::diagnostics::call),
-        );
+        admin = admin
+            .route(
+                "/admin/gateways/{gateway}/call/{operation}",
+                post(crate::diagnostics::call),
+            )
+            .route(
+                "/admin/callbacks/{id}/replay",
+                post(crate::admin_callbacks::replay),
+            );
     }
     let admin = admin.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),

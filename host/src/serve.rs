@@ -48,7 +48,15 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         vec![commerce_layer.clone(), pgm.clone()],
         outbox_wake.clone(),
     );
-    tokio::spawn(Outbox::new(store.clone(), config.outbox.clone(), outbox_wake.clone()).run());
+    tokio::spawn(
+        Outbox::new(
+            store.clone(),
+            config.clone(),
+            vec![commerce_layer.clone(), pgm.clone()],
+            outbox_wake.clone(),
+        )
+        .run(),
+    );
     if config.reconciler.after_ms > 0 {
         tokio::spawn(crate::payments::reconcile_forever(
             payments.clone(),

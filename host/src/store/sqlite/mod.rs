@@ -4,6 +4,8 @@
 //! aggregate holds its queries.
 
 mod outbox;
+#[cfg(test)]
+mod outbox_tests;
 mod subscriptions;
 #[cfg(test)]
 mod tests;
@@ -59,6 +61,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         2,
         include_str!("../../../migrations/sqlite/0002_subscriptions.sql"),
+    ),
+    (
+        4,
+        include_str!("../../../migrations/sqlite/0004_outbox_delivery.sql"),
     ),
 ];
 
