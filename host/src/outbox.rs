@@ -71,9 +71,9 @@ pub fn decide(
         // 408 and 429 say "later"; 5xx is the receiver's trouble. Any other answer
         // (another 4xx, a redirect, which is not followed) will not change by itself.
         AttemptResult::Answered {
-            status,
+            status: 408 | 429 | 500..=599,
             retry_after_ms,
-        } if matches!(status, 408 | 429 | 500..=599) => *retry_after_ms,
+        } => *retry_after_ms,
         AttemptResult::Answered { .. } => {
             return Delivery::DeadLetter(format!("{}; not retried", result.describe()));
         }
