@@ -50,12 +50,18 @@ pub fn admin_router(state: AppState) -> Router {
 fn operator_routes(state: &AppState) -> Router<AppState> {
     let mut admin = Router::new()
         .route("/admin/plugins", get(crate::ops::plugins))
-        .route("/admin/transactions", get(crate::ops::transactions));
+        .route("/admin/transactions", get(crate::ops::transactions))
+        .route("/admin/callbacks", get(crate::admin_callbacks::list));
     if state.config.admin.token.is_some() {
-        admin = admin.route(
-            "/admin/gateways/{gateway}/call/{operation}",
-            post(crate::diagnostics::call),
-        );
+        admin = admin
+            .route(
+                "/admin/gateways/{gateway}/call/{operation}",
+                post(crate::diagnostics::call),
+            )
+            .route(
+                "/admin/callbacks/{id}/replay",
+                post(crate::admin_callbacks::replay),
+            );
     }
     let admin = admin.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),

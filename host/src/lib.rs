@@ -1,6 +1,7 @@
 //! psp-gateway: one host for payment gateway protocols (Commerce Layer, Mia-Platform PGM)
 //! over PSP adapters that run as sandboxed WebAssembly components.
 
+pub mod admin_callbacks;
 pub mod app;
 pub mod check;
 pub mod config;

@@ -20,7 +20,7 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Prometheus text exposition: plugin calls, loaded plugins, callbacks waiting.
+/// Prometheus text exposition: plugin calls, loaded plugins, callbacks waiting and dead.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     use std::fmt::Write;
     let mut out = String::new();
@@ -60,9 +60,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         out.push_str("# HELP psp_unknown_oldest_age_seconds Age of the oldest unknown outcome.\n# TYPE psp_unknown_oldest_age_seconds gauge\n");
         let _ = writeln!(out, "psp_unknown_oldest_age_seconds {age:.3}");
     }
-    if let Ok(waiting) = state.payments.store().callbacks_waiting().await {
-        out.push_str("# HELP psp_callbacks_waiting Callbacks queued and not yet delivered.\n# TYPE psp_callbacks_waiting gauge\n");
-        let _ = writeln!(out, "psp_callbacks_waiting {waiting}");
+    if let Ok(counts) = state.payments.store().callback_counts().await {
+        // A dead letter is still owed to the platform: it stays in `waiting` too.
+        out.push_str("# HELP psp_callbacks_waiting Callbacks queued and not yet delivered, dead letters included.\n# TYPE psp_callbacks_waiting gauge\n");
+        let _ = writeln!(out, "psp_callbacks_waiting {}", counts.undelivered);
+        out.push_str("# HELP psp_callbacks_dead Callbacks given up on, waiting for an operator's replay.\n# TYPE psp_callbacks_dead gauge\n");
+        let _ = writeln!(out, "psp_callbacks_dead {}", counts.dead);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -61,7 +61,15 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .recover_interrupted()
         .await
         .context("recovering interrupted calls")?;
-    tokio::spawn(Outbox::new(store.clone(), config.outbox.clone(), outbox_wake.clone()).run());
+    tokio::spawn(
+        Outbox::new(
+            store.clone(),
+            config.clone(),
+            vec![commerce_layer.clone(), pgm.clone()],
+            outbox_wake.clone(),
+        )
+        .run(),
+    );
     tokio::spawn(crate::payments::reconcile_forever(
         payments.clone(),
         Duration::from_millis(config.reconciler.interval_ms),

@@ -2,8 +2,9 @@
 //! Layer's `webhook_endpoint_url`, where the gateway POSTs the outcomes of asynchronous
 //! (202) payments. It verifies `X-CommerceLayer-Signature` over the exact bytes received,
 //! records every callback (valid or not) and answers the way CL would: 200 to a valid one,
-//! 401 to a bad signature. Tests can make it answer another status (to exercise retries),
-//! stop it (so connections are refused) and bring it back on the same port.
+//! 401 to a bad signature. Tests can make it answer another status and headers (to exercise
+//! retries, dead letters and `Retry-After`), verify with another secret (a rotation), stop
+//! it (so connections are refused) and bring it back on the same port.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -43,10 +44,12 @@ pub struct Callback {
 
 /// State shared by the handler and the [`Receiver`] handle; it outlives restarts.
 struct Shared {
-    secret: String,
+    secret: Mutex<String>,
     callbacks: Mutex<Vec<Callback>>,
     /// Status answered to validly signed callbacks.
     status: AtomicU16,
+    /// Headers added to that answer (e.g. `Retry-After`).
+    reply_headers: Mutex<Vec<(String, String)>>,
     /// Bumped on every callback, so waiters wake without polling.
     arrivals: watch::Sender<usize>,
 }
@@ -72,9 +75,10 @@ impl Receiver {
     /// Starts on `port` of 127.0.0.1 (0: any free port).
     pub async fn start_on(port: u16, shared_secret: &str) -> Receiver {
         let shared = Arc::new(Shared {
-            secret: shared_secret.to_owned(),
+            secret: Mutex::new(shared_secret.to_owned()),
             callbacks: Mutex::new(Vec::new()),
             status: AtomicU16::new(200),
+            reply_headers: Mutex::new(Vec::new()),
             arrivals: watch::channel(0).0,
         });
         let (addr, server) = serve(port, shared.clone()).await;
@@ -97,7 +101,22 @@ impl Receiver {
 
     /// Answers `status` to validly signed callbacks from now on (e.g. 500 to test retries).
     pub fn set_status(&self, status: u16) {
+        self.set_reply(status, &[]);
+    }
+
+    /// Answers `status` with `headers` to validly signed callbacks from now on (e.g. 429
+    /// with `Retry-After`).
+    pub fn set_reply(&self, status: u16, headers: &[(&str, &str)]) {
+        *self.shared.reply_headers.lock().expect("reply headers") = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         self.shared.status.store(status, Ordering::SeqCst);
+    }
+
+    /// Verifies with `shared_secret` from now on (Commerce Layer after a rotation).
+    pub fn set_secret(&self, shared_secret: &str) {
+        *self.shared.secret.lock().expect("secret") = shared_secret.to_owned();
     }
 
     /// Stops listening: new connections are refused and open ones are closed once their
@@ -181,7 +200,11 @@ async fn serve(port: u16, shared: Arc<Shared>) -> (SocketAddr, Server) {
     (addr, Server { shutdown, task })
 }
 
-async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, HeaderMap) {
     let text = |name: &str| {
         headers
             .get(name)
@@ -189,13 +212,17 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
             .map(str::to_owned)
     };
     let signature = text(SIGNATURE_HEADER);
+    let secret = shared.secret.lock().expect("secret").clone();
     let signature_valid = signature
         .as_deref()
-        .is_some_and(|s| verify(&shared.secret, &body, s));
-    let answered = if signature_valid {
-        shared.status.load(Ordering::SeqCst)
+        .is_some_and(|s| verify(&secret, &body, s));
+    let (answered, reply_headers) = if signature_valid {
+        (
+            shared.status.load(Ordering::SeqCst),
+            shared.reply_headers.lock().expect("reply headers").clone(),
+        )
     } else {
-        401
+        (401, Vec::new())
     };
     let callback = Callback {
         json: serde_json::from_slice(&body).unwrap_or(Value::Null),
@@ -208,7 +235,17 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
     };
     shared.callbacks.lock().expect("callbacks").push(callback);
     shared.arrivals.send_modify(|n| *n += 1);
-    StatusCode::from_u16(answered).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    let mut reply = HeaderMap::new();
+    for (name, value) in reply_headers {
+        reply.insert(
+            axum::http::HeaderName::try_from(name).expect("header name"),
+            axum::http::HeaderValue::try_from(value).expect("header value"),
+        );
+    }
+    (
+        StatusCode::from_u16(answered).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        reply,
+    )
 }
 
 #[cfg(test)]

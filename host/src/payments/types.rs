@@ -132,12 +132,30 @@ pub trait Front: Send + Sync {
     fn name(&self) -> &'static str;
     fn render(&self, action: Action, result: &PaymentResult) -> StoredAnswer;
     /// The callback announcing a final outcome, if the gateway has somewhere to send it.
+    /// Its body is stored unsigned; `sign` runs when it is sent.
     fn callback(
         &self,
         gateway: &GatewayConfig,
         txn: &Transaction,
         outcome: &FinalOutcome,
     ) -> Option<NewCallback>;
+    /// Headers authenticating `body` (the exact bytes about to be sent), computed with the
+    /// gateway's configuration at send time so a rotated secret applies to queued
+    /// callbacks too. None by default.
+    fn sign(
+        &self,
+        _gateway: &GatewayConfig,
+        _body: &[u8],
+    ) -> Result<Vec<(String, String)>, SignError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Why a callback cannot be signed when it is due: it becomes a dead letter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    #[error("gateway `{0}` has no shared_secret to sign callbacks with")]
+    NoSecret(String),
 }
 
 #[derive(Debug, thiserror::Error)]

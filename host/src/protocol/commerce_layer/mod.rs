@@ -17,7 +17,7 @@ use tracing::Instrument;
 
 use crate::app::{AppState, BODY_LIMIT};
 use crate::config::GatewayConfig;
-use crate::payments::{FinalOutcome, Front, PaymentResult, RefusalCode};
+use crate::payments::{FinalOutcome, Front, PaymentResult, RefusalCode, SignError};
 use crate::signature::{constant_time_eq, hmac_sha256};
 use crate::store::{Action, NewCallback, StoredAnswer, Transaction};
 
@@ -135,7 +135,8 @@ impl Front for CommerceLayer {
         outcome: &FinalOutcome,
     ) -> Option<NewCallback> {
         let url = gateway.webhook_endpoint_url.clone()?;
-        let secret = gateway.shared_secret.as_ref()?;
+        // Without a secret nothing could be signed at send time either.
+        gateway.shared_secret.as_ref()?;
         let action_id = txn.action_id.clone()?;
         let mut data = Map::new();
         data.insert("action_id".into(), Value::String(action_id.clone()));
@@ -150,14 +151,25 @@ impl Front for CommerceLayer {
             .expect("JSON serialises");
         Some(NewCallback {
             gateway: gateway.id.clone(),
+            front: self.name().to_owned(),
+            ordering_key: Some(txn.id.clone()),
             url,
             action_id: Some(action_id),
-            headers: vec![
-                ("Content-Type".into(), "application/json".into()),
-                (SIGNATURE_HEADER.into(), sign(secret.expose(), &body)),
-            ],
+            headers: vec![("Content-Type".into(), "application/json".into())],
             body,
         })
+    }
+
+    fn sign(
+        &self,
+        gateway: &GatewayConfig,
+        body: &[u8],
+    ) -> Result<Vec<(String, String)>, SignError> {
+        let secret = gateway
+            .shared_secret
+            .as_ref()
+            .ok_or_else(|| SignError::NoSecret(gateway.id.clone()))?;
+        Ok(vec![(SIGNATURE_HEADER.into(), sign(secret.expose(), body))])
     }
 }
 

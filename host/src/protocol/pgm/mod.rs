@@ -288,6 +288,8 @@ fn push(gateway: &GatewayConfig, txn: &Transaction) -> Option<NewCallback> {
     let url = gateway.pgm_callback_url.clone()?;
     Some(NewCallback {
         gateway: gateway.id.clone(),
+        front: "pgm".into(),
+        ordering_key: Some(txn.id.clone()),
         url,
         action_id: Some(txn.transaction_token.clone()),
         headers: vec![("Content-Type".into(), "application/json".into())],

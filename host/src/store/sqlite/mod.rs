@@ -4,6 +4,8 @@
 //! aggregate holds its queries.
 
 mod outbox;
+#[cfg(test)]
+mod outbox_tests;
 mod recovery;
 mod subscriptions;
 #[cfg(test)]
@@ -64,6 +66,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../../../migrations/sqlite/0003_outcomes.sql"),
+    ),
+    (
+        4,
+        include_str!("../../../migrations/sqlite/0004_outbox_delivery.sql"),
     ),
 ];
 

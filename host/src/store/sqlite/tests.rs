@@ -166,6 +166,8 @@ async fn completion_with_callback_and_outbox_leases() {
     );
     let cb = NewCallback {
         gateway: "gw".into(),
+        front: "test".into(),
+        ordering_key: Some("p".into()),
         url: "http://x".into(),
         action_id: Some("act-1".into()),
         headers: vec![("X-Sig".into(), "abc".into())],
