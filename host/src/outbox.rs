@@ -403,6 +403,99 @@ mod tests {
         );
     }
 
+    /// A receiver on 127.0.0.1 recording each request's signature header and body.
+    async fn receiver() -> (
+        String,
+        Arc<std::sync::Mutex<Vec<(Option<String>, Vec<u8>)>>>,
+    ) {
+        use axum::http::HeaderMap;
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let sink = sink.clone();
+                async move {
+                    let signature = headers
+                        .get("X-CommerceLayer-Signature")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    sink.lock().unwrap().push((signature, body.to_vec()));
+                    "ok"
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn signs_at_send_time_and_dead_letters_what_it_cannot_sign() {
+        use crate::protocol::commerce_layer::{CommerceLayer, sign};
+        use crate::store::outbox::{CallbackState, NewCallback};
+        let (url, seen) = receiver().await;
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            crate::store::sqlite::SqliteStore::open(dir.path().join("t.db").to_str().unwrap())
+                .await
+                .unwrap(),
+        );
+        let raw = "[plugins]\ndir = \"plugins\"\n\
+            [[gateways]]\nid = \"signed\"\nplugin = \"sandbox\"\nshared_secret = \"current-secret\"\n\
+            [[gateways]]\nid = \"no_secret\"\nplugin = \"sandbox\"\n";
+        let config = Config::from_toml(
+            raw,
+            std::path::Path::new("config.toml"),
+            std::path::Path::new("/tmp"),
+            &|_| None,
+        )
+        .unwrap();
+        let queue = |gateway: &str, body: &str| NewCallback {
+            gateway: gateway.into(),
+            front: "commerce_layer".into(),
+            ordering_key: Some(format!("txn-{gateway}")),
+            url: url.clone(),
+            action_id: Some(format!("act-{gateway}")),
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.as_bytes().to_vec(),
+        };
+        for (gateway, body) in [
+            ("signed", r#"{"a":1}"#),
+            ("no_secret", "{}"),
+            ("gone", "{}"),
+        ] {
+            store.enqueue_callback(queue(gateway, body)).await.unwrap();
+        }
+        let outbox = Outbox::new(
+            store.clone(),
+            Arc::new(config),
+            vec![CommerceLayer::front()],
+            Arc::new(Notify::new()),
+        );
+        assert_eq!(outbox.deliver_due().await.unwrap(), 3);
+
+        // Only the signable one was sent, signed over the exact stored bytes.
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].1, br#"{"a":1}"#);
+        assert_eq!(
+            seen[0].0.as_deref(),
+            Some(sign("current-secret", br#"{"a":1}"#).as_str())
+        );
+        let dead = store.list_callbacks(CallbackState::Dead, 10).await.unwrap();
+        let reason = |gateway: &str| {
+            dead.iter()
+                .find(|c| c.gateway == gateway)
+                .and_then(|c| c.last_error.clone())
+                .unwrap_or_else(|| panic!("{gateway} not dead: {dead:?}"))
+        };
+        assert!(reason("no_secret").contains("no shared_secret"), "{dead:?}");
+        assert!(reason("gone").contains("no longer configured"), "{dead:?}");
+        assert_eq!(dead.len(), 2);
+    }
+
     #[test]
     fn retry_after_in_seconds_or_as_an_http_date() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
