@@ -396,7 +396,7 @@ async fn localstripe_payment_failed_webhook_settles_a_pending_authorization() {
     assert!(
         gw.logs()
             .iter()
-            .any(|l| l["message"] == "pending transaction settled"),
+            .any(|l| l["message"] == "open transaction settled"),
         "{}",
         gw.dump_logs()
     );
