@@ -19,6 +19,8 @@ pub struct AppState {
     pub pgm: Arc<dyn Front>,
     /// Wakes the outbox worker when a callback is queued.
     pub outbox_wake: Arc<tokio::sync::Notify>,
+    /// Cancelled on SIGTERM: the gateway is draining.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 /// Largest request body any route accepts.
@@ -29,6 +31,7 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .route("/healthz", get(crate::ops::healthz))
+        .route("/readyz", get(crate::ops::readyz))
         .route("/psp/{gateway}/webhook", post(crate::psp_webhooks::receive))
         .route(
             "/commercelayer/{gateway}/{action}",

@@ -1,4 +1,4 @@
-//! Operator endpoints: liveness (`/healthz`) and the plugin registry's state
+//! Operator endpoints: liveness (`/healthz`), readiness (`/readyz`) and the plugin registry's state
 //! (`/admin/plugins`), with the admin bearer token when one is configured.
 
 use std::time::SystemTime;
@@ -16,8 +16,44 @@ use crate::plugins::registry::LoadError;
 use crate::signature::constant_time_eq;
 use crate::store::now_ms;
 
-pub async fn healthz() -> &'static str {
-    "ok"
+/// Liveness: fails (503) once the store's writer is dead, since then nothing the gateway
+/// does can be recorded and only a restart helps.
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    if state.payments.store().health().writer_alive {
+        (StatusCode::OK, "ok").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "store writer stopped").into_response()
+    }
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    ready: bool,
+    /// SIGTERM received: finishing what was started, taking nothing new.
+    draining: bool,
+    store: crate::store::Health,
+    plugins_loaded: usize,
+}
+
+/// Readiness: whether a load balancer should send payments here now. Not while draining,
+/// nor while the store refuses writes (a full disk: the gateway would answer 503 anyway,
+/// and recovers by itself when space returns).
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let store = state.payments.store().health();
+    let draining = state.stop.is_cancelled();
+    let ready = store.writer_alive && !store.writes_failing && !draining;
+    let body = Readiness {
+        ready,
+        draining,
+        store,
+        plugins_loaded: state.plugins.registry().loaded().len(),
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 /// Prometheus text exposition: plugin calls, loaded plugins, callbacks waiting and dead.

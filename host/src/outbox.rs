@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tokio_util::sync::CancellationToken;
 
 use reqwest::StatusCode;
 use reqwest::header::RETRY_AFTER;
@@ -148,17 +149,23 @@ impl Outbox {
         }
     }
 
-    /// Runs forever: deliver what is due, then wait for new rows or the next poll.
-    pub async fn run(self) {
+    /// Delivers what is due, then waits for new rows or the next poll, until `stop`: then
+    /// one last round for what was queued meanwhile (the calls drained at shutdown queue
+    /// their callbacks just before), and it returns. What is left goes out at the next start.
+    pub async fn run(self, stop: CancellationToken) {
         loop {
             match self.deliver_due().await {
-                Ok(n) if n > 0 => continue,
+                Ok(n) if n > 0 && !stop.is_cancelled() => continue,
                 Ok(_) => {}
                 Err(e) => tracing::error!("outbox: {e}"),
+            }
+            if stop.is_cancelled() {
+                return;
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = stop.cancelled() => {}
             }
         }
     }

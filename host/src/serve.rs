@@ -1,10 +1,13 @@
-//! Starting the gateway: plugins, hot reload, the HTTP server, graceful shutdown.
+//! Starting the gateway (plugins, hot reload, recovery of interrupted calls, the HTTP
+//! servers) and stopping it: on SIGTERM, draining what was started within the grace period.
 
+use std::future::IntoFuture;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppState, admin_router, router};
 use crate::config::Config;
@@ -61,18 +64,23 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         .recover_interrupted()
         .await
         .context("recovering interrupted calls")?;
-    tokio::spawn(
+    // Cancelled on SIGTERM. The outbox has its own token, cancelled only once the calls
+    // being drained have queued their callbacks.
+    let stop = CancellationToken::new();
+    let outbox_stop = CancellationToken::new();
+    let outbox = tokio::spawn(
         Outbox::new(
             store.clone(),
             config.clone(),
             vec![commerce_layer.clone(), pgm.clone()],
             outbox_wake.clone(),
         )
-        .run(),
+        .run(outbox_stop.clone()),
     );
-    tokio::spawn(crate::payments::reconcile_forever(
+    let reconciler = tokio::spawn(crate::payments::reconcile_forever(
         payments.clone(),
         Duration::from_millis(config.reconciler.interval_ms),
+        stop.clone(),
     ));
     let waiting = store
         .callbacks_waiting()
@@ -94,11 +102,13 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let state = AppState {
         config,
         plugins,
-        payments,
+        payments: payments.clone(),
         commerce_layer,
         pgm,
         outbox_wake,
+        stop: stop.clone(),
     };
+    let mut servers = Vec::new();
     if let Some(admin_addr) = state.config.admin.listen {
         let admin = tokio::net::TcpListener::bind(admin_addr)
             .await
@@ -106,22 +116,80 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         let addr = admin.local_addr()?;
         tracing::info!(%addr, "admin listening");
         let app = admin_router(state.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(admin, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-            {
-                tracing::error!("admin server: {e}");
-            }
-        });
+        servers.push(tokio::spawn(
+            axum::serve(admin, app)
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        ));
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    tracing::info!("stopped");
+    let grace = Duration::from_millis(state.config.server.shutdown_grace_ms);
+    let mut main = tokio::spawn(
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(stop.clone().cancelled_owned())
+            .into_future(),
+    );
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        ended = &mut main => {
+            ended.context("the HTTP server task")?.context("serving HTTP")?;
+            bail!("the HTTP server stopped on its own");
+        }
+    }
+    servers.push(main);
+    drain(
+        stop,
+        grace,
+        servers,
+        &payments,
+        reconciler,
+        outbox_stop,
+        outbox,
+    )
+    .await;
     Ok(())
 }
 
+/// SIGTERM: take nothing new (`/readyz` turns 503, listeners close) and let what was
+/// started finish within `grace`: requests, the engine's calls (deferred ones included, so
+/// their outcomes and callbacks are written), the reconciler's round, then one last outbox
+/// round. Whatever is still running at the deadline is cut off where start-up recovery
+/// resolves it: a `processing` row becomes `unknown` and is settled with the PSP, and a
+/// queued callback is sent by the next process.
+async fn drain(
+    stop: CancellationToken,
+    grace: Duration,
+    servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    payments: &Payments,
+    reconciler: tokio::task::JoinHandle<()>,
+    outbox_stop: CancellationToken,
+    outbox: tokio::task::JoinHandle<()>,
+) {
+    let deadline = tokio::time::Instant::now() + grace;
+    let tasks = payments.tasks();
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        calls_in_flight = tasks.len(),
+        "shutting down: draining"
+    );
+    stop.cancel();
+    tasks.close();
+    let work = async {
+        for server in servers {
+            let _ = server.await;
+        }
+        tasks.wait().await;
+        let _ = reconciler.await;
+        outbox_stop.cancel();
+        let _ = outbox.await;
+    };
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(()) => tracing::info!("stopped: everything started was finished"),
+        Err(_) => tracing::warn!(
+            calls_in_flight = tasks.len(),
+            "stopped at the end of shutdown_grace_ms with work still running; the next start resolves it"
+        ),
+    }
+}
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -193,8 +193,13 @@ impl Workspace {
 
     /// Writes `config.toml` (listening on a free port) and returns its path.
     pub fn write_config(&self, body: &str) -> PathBuf {
+        self.write_config_with("", "sqlite://gateway.db", body)
+    }
+
+    /// `write_config` with more `[server]` keys and another store URL.
+    pub fn write_config_with(&self, server: &str, store_url: &str, body: &str) -> PathBuf {
         let text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[store]\nurl = \"sqlite://gateway.db\"\n{body}"
+            "[server]\nlisten = \"127.0.0.1:0\"\n{server}\n[store]\nurl = \"{store_url}\"\n{body}"
         );
         let path = self.root.path().join("config.toml");
         std::fs::write(&path, text).expect("write config");
@@ -321,6 +326,29 @@ impl Gateway {
                     .unwrap_or_else(|| panic!("bad metrics line {l}"))
             })
             .sum()
+    }
+
+    /// SIGTERM, then waits up to `within` for the process to exit: its exit status (None
+    /// if it was still running, then killed) and how long it took.
+    pub fn terminate(&mut self, within: Duration) -> (Option<std::process::ExitStatus>, Duration) {
+        let started = Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        while started.elapsed() < within {
+            if let Some(status) = self.child.try_wait().expect("wait for the gateway") {
+                return (Some(status), started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        (None, started.elapsed())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: no graceful anything.

@@ -7,6 +7,7 @@
 //! crash cut off.
 
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use futures::StreamExt;
 
@@ -289,8 +290,10 @@ fn sync_call(txn: &Transaction) -> Option<Call> {
 
 /// Runs reconciler rounds: as soon as a row is due (sleeping at most `interval`), or when
 /// the engine says a row needs a check now.
-pub async fn reconcile_forever(payments: Payments, interval: Duration) {
-    loop {
+pub async fn reconcile_forever(payments: Payments, interval: Duration, stop: CancellationToken) {
+    // A round under way when `stop` comes is finished (its re-sends are PSP calls whose
+    // outcomes must be recorded); no new round starts.
+    while !stop.is_cancelled() {
         match payments.reconcile_once().await {
             Ok(0) => {}
             Ok(n) => tracing::info!(settled = n, "reconciler settled open transactions"),
@@ -306,6 +309,7 @@ pub async fn reconcile_forever(payments: Payments, interval: Duration) {
         tokio::select! {
             _ = payments.inner.recovery_wake.notified() => {}
             _ = tokio::time::sleep(nap) => {}
+            _ = stop.cancelled() => {}
         }
     }
 }

@@ -12,11 +12,14 @@
 //! bounded: a full queue refuses a write at once rather than accepting what it may never
 //! record.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use futures::future::BoxFuture;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
+use super::{Health, StoreError};
 
 /// The most operations one transaction carries.
 const MAX_BATCH: usize = 256;
@@ -65,20 +68,31 @@ where
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Box<dyn Op>>,
+    /// Set while the last write the writer tried did not commit (a full disk, an I/O
+    /// error); cleared by the next commit.
+    failing: Arc<AtomicBool>,
 }
 
 impl Writer {
     /// Starts the writer task on its own connection.
     pub fn spawn(conn: SqliteConnection) -> Writer {
-        let (jobs, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(conn, rx));
-        Writer { jobs }
+        Writer::with_capacity(conn, QUEUE)
     }
 
-    /// False once the writer task has stopped (nothing can be written any more).
-    #[allow(dead_code)] // read by the health check
-    pub fn is_alive(&self) -> bool {
-        !self.jobs.is_closed()
+    fn with_capacity(conn: SqliteConnection, capacity: usize) -> Writer {
+        let (jobs, rx) = mpsc::channel(capacity);
+        let failing = Arc::new(AtomicBool::new(false));
+        tokio::spawn(run(conn, rx, failing.clone()));
+        Writer { jobs, failing }
+    }
+
+    /// Whether writes can be made now. The writer is dead once its task has stopped (the
+    /// receiver is dropped with it, also when an operation panicked).
+    pub fn health(&self) -> Health {
+        Health {
+            writer_alive: !self.jobs.is_closed(),
+            writes_failing: self.failing.load(Ordering::Relaxed),
+        }
     }
 
     /// Runs `op` in the next batch and returns its result after the batch commits. `op`
@@ -140,7 +154,11 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut [Box<dyn Op>]) -> Re
     outcome
 }
 
-async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn Op>>) {
+async fn run(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Box<dyn Op>>,
+    failing: Arc<AtomicBool>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -150,8 +168,12 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn Op>>) {
             }
         }
         match run_batch(&mut conn, &mut batch).await {
-            Ok(()) => batch.into_iter().for_each(|op| op.deliver(Ok(()))),
+            Ok(()) => {
+                failing.store(false, Ordering::Relaxed);
+                batch.into_iter().for_each(|op| op.deliver(Ok(())));
+            }
             Err(e) if batch.len() == 1 => {
+                failing.store(true, Ordering::Relaxed);
                 tracing::error!("store write not committed: {e}");
                 batch.into_iter().for_each(|op| op.deliver(Err(e.clone())));
             }
@@ -162,6 +184,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn Op>>) {
                 );
                 for mut op in batch {
                     let committed = run_batch(&mut conn, std::slice::from_mut(&mut op)).await;
+                    failing.store(committed.is_err(), Ordering::Relaxed);
                     if let Err(e) = &committed {
                         tracing::error!("store write not committed: {e}");
                     }
@@ -172,3 +195,7 @@ async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Box<dyn Op>>) {
     }
     let _ = conn.close().await;
 }
+
+#[cfg(test)]
+#[path = "group_commit_tests.rs"]
+mod tests;

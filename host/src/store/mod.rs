@@ -30,10 +30,30 @@ pub enum StoreError {
     #[error("corrupt row: {0}")]
     Corrupt(String),
 }
-/// Every aggregate's storage, behind one object.
-pub trait Store: TransactionStore + RecoveryQueue + OutboxStore + SubscriptionStore {}
+/// Whether the store can take writes now, for `/healthz` and `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Health {
+    /// False once nothing can be written any more (the writer stopped): restart the process.
+    pub writer_alive: bool,
+    /// True while the last write attempted did not commit (full disk, I/O error); the
+    /// store recovers by itself when the cause goes away.
+    pub writes_failing: bool,
+}
 
-impl<T: TransactionStore + RecoveryQueue + OutboxStore + SubscriptionStore> Store for T {}
+pub trait HealthCheck {
+    fn health(&self) -> Health;
+}
+
+/// Every aggregate's storage, behind one object.
+pub trait Store:
+    TransactionStore + RecoveryQueue + OutboxStore + SubscriptionStore + HealthCheck
+{
+}
+
+impl<T: TransactionStore + RecoveryQueue + OutboxStore + SubscriptionStore + HealthCheck> Store
+    for T
+{
+}
 
 /// Opens the store a URL names, running migrations.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {

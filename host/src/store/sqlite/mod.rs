@@ -21,7 +21,7 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, SqliteConnection};
 
 use super::group_commit::Writer;
-use super::{StoreError, now_ms};
+use super::{Health, HealthCheck, StoreError, now_ms};
 
 pub struct SqliteStore {
     /// SQLite allows one writer at a time: queueing writes in one task (an async wait,
@@ -50,6 +50,12 @@ impl SqliteStore {
             writer: Writer::spawn(conn),
             reader,
         })
+    }
+}
+
+impl HealthCheck for SqliteStore {
+    fn health(&self) -> Health {
+        self.writer.health()
     }
 }
 
