@@ -32,6 +32,28 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+    /// Every problem found, so an operator fixes them in one go, one per line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<ConfigError>),
+}
+
+impl ConfigError {
+    /// Ok if `problems` is empty, else the one problem or all of them.
+    fn from_problems(mut problems: Vec<ConfigError>) -> Result<(), ConfigError> {
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(problems.remove(0)),
+            _ => Err(ConfigError::Several(problems)),
+        }
+    }
+
+    /// Each problem on its own (one for a single error).
+    pub fn problems(&self) -> Vec<&ConfigError> {
+        match self {
+            ConfigError::Several(all) => all.iter().collect(),
+            one => vec![one],
+        }
+    }
 }
 
 /// A value that must never be printed: shared secrets, API keys, tokens.
@@ -374,7 +396,9 @@ impl Config {
         // line, which a second pass over an interpolated tree could not do.
         toml::from_str::<Config>(raw).map_err(parse_err)?;
         let mut tree: toml::Value = toml::from_str(raw).map_err(parse_err)?;
-        interpolate(&mut tree, &mut String::new(), path, env)?;
+        let mut problems = Vec::new();
+        interpolate(&mut tree, &mut String::new(), path, env, &mut problems);
+        ConfigError::from_problems(problems)?;
         let mut config: Config = tree.try_into().map_err(parse_err)?;
         config.resolve_paths(base_dir);
         config.validate(path)?;
@@ -409,33 +433,34 @@ impl Config {
             key,
             message,
         };
+        let mut problems = Vec::new();
         if self.plugins.memory_limit_mb == 0 || self.plugins.memory_limit_mb > 4096 {
-            return Err(invalid(
+            problems.push(invalid(
                 "plugins.memory_limit_mb".into(),
                 "must be between 1 and 4096".into(),
             ));
         }
         if self.plugins.call_timeout_ms == 0 {
-            return Err(invalid(
+            problems.push(invalid(
                 "plugins.call_timeout_ms".into(),
                 "must be positive".into(),
             ));
         }
         if self.plugins.max_instances == 0 {
-            return Err(invalid(
+            problems.push(invalid(
                 "plugins.max_instances".into(),
                 "must be positive".into(),
             ));
         }
         if self.outbox.first_retry_ms == 0 || self.outbox.max_retry_ms < self.outbox.first_retry_ms
         {
-            return Err(invalid(
+            problems.push(invalid(
                 "outbox.first_retry_ms".into(),
                 "must be positive and at most outbox.max_retry_ms".into(),
             ));
         }
         if self.reconciler.interval_ms == 0 {
-            return Err(invalid(
+            problems.push(invalid(
                 "reconciler.interval_ms".into(),
                 "must be positive".into(),
             ));
@@ -449,52 +474,55 @@ impl Config {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
-                return Err(invalid(
+                problems.push(invalid(
                     key("id"),
                     format!("`{}` must be non-empty letters, digits, - or _", gw.id),
                 ));
             }
             if !seen.insert(gw.id.as_str()) {
-                return Err(invalid(
+                problems.push(invalid(
                     key("id"),
                     format!("gateway id `{}` is used twice", gw.id),
                 ));
             }
             for (j, pattern) in gw.allowed_hosts.iter().enumerate() {
-                crate::plugins::outbound::HostPattern::parse(pattern)
-                    .map_err(|m| invalid(key(&format!("allowed_hosts[{j}]")), m))?;
+                if let Err(m) = crate::plugins::outbound::HostPattern::parse(pattern) {
+                    problems.push(invalid(key(&format!("allowed_hosts[{j}]")), m));
+                }
             }
             for (field, url) in [
                 ("webhook_endpoint_url", &gw.webhook_endpoint_url),
                 ("pgm_callback_url", &gw.pgm_callback_url),
             ] {
-                if let Some(url) = url {
-                    url::Url::parse(url).map_err(|e| invalid(key(field), e.to_string()))?;
+                if let Some(url) = url
+                    && let Err(e) = url::Url::parse(url)
+                {
+                    problems.push(invalid(key(field), e.to_string()));
                 }
             }
             if gw.async_after_ms == 0 {
-                return Err(invalid(key("async_after_ms"), "must be positive".into()));
+                problems.push(invalid(key("async_after_ms"), "must be positive".into()));
             }
             if gw.call_timeout_ms == Some(0) {
-                return Err(invalid(key("call_timeout_ms"), "must be positive".into()));
+                problems.push(invalid(key("call_timeout_ms"), "must be positive".into()));
             }
             match (gw.pgm_auth.as_deref(), &gw.pgm_auth_token) {
                 (None, _) | (Some("none"), None) => {}
                 (Some("none"), Some(_)) => {
-                    return Err(invalid(
+                    problems.push(invalid(
                         key("pgm_auth"),
                         "`none` contradicts pgm_auth_token: set one or the other".into(),
                     ));
                 }
                 (Some(other), _) => {
-                    return Err(invalid(
+                    problems.push(invalid(
                         key("pgm_auth"),
                         format!("unknown value `{other}` (use \"none\", or set pgm_auth_token)"),
                     ));
                 }
             }
         }
-        Ok(())
+        ConfigError::from_problems(problems)
     }
 
     pub fn gateway(&self, id: &str) -> Option<&GatewayConfig> {
@@ -508,16 +536,18 @@ fn interpolate(
     key: &mut String,
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), ConfigError> {
+    problems: &mut Vec<ConfigError>,
+) {
     match value {
-        toml::Value::String(s) => {
-            *s = interpolate_str(s, key, path, env)?;
-        }
+        toml::Value::String(s) => match interpolate_str(s, key, path, env) {
+            Ok(done) => *s = done,
+            Err(e) => problems.extend(e),
+        },
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 let len = key.len();
                 key.push_str(&format!("[{i}]"));
-                interpolate(item, key, path, env)?;
+                interpolate(item, key, path, env, problems);
                 key.truncate(len);
             }
         }
@@ -528,21 +558,22 @@ fn interpolate(
                     key.push('.');
                 }
                 key.push_str(name);
-                interpolate(item, key, path, env)?;
+                interpolate(item, key, path, env, problems);
                 key.truncate(len);
             }
         }
         _ => {}
     }
-    Ok(())
 }
 
+/// The string with its variables replaced, or every problem in it.
 fn interpolate_str(
     s: &str,
     key: &str,
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, ConfigError> {
+) -> Result<String, Vec<ConfigError>> {
+    let mut missing = Vec::new();
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(pos) = rest.find('$') {
@@ -552,28 +583,32 @@ fn interpolate_str(
             out.push_str("${");
             rest = tail;
         } else if let Some(tail) = after.strip_prefix("${") {
-            let end = tail.find('}').ok_or_else(|| ConfigError::Invalid {
-                path: path.to_owned(),
-                key: key.to_owned(),
-                message: "unterminated `${`".into(),
+            let end = tail.find('}').ok_or_else(|| {
+                vec![ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key: key.to_owned(),
+                    message: "unterminated `${`".into(),
+                }]
             })?;
             let var = &tail[..end];
             let valid = !var.is_empty()
                 && !var.starts_with(|c: char| c.is_ascii_digit())
                 && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if !valid {
-                return Err(ConfigError::Invalid {
+                return Err(vec![ConfigError::Invalid {
                     path: path.to_owned(),
                     key: key.to_owned(),
                     message: format!("`${{{var}}}` is not a valid environment variable name"),
-                });
+                }]);
             }
-            let value = env(var).ok_or_else(|| ConfigError::MissingVar {
-                path: path.to_owned(),
-                key: key.to_owned(),
-                var: var.to_owned(),
-            })?;
-            out.push_str(&value);
+            match env(var) {
+                Some(value) => out.push_str(&value),
+                None => missing.push(ConfigError::MissingVar {
+                    path: path.to_owned(),
+                    key: key.to_owned(),
+                    var: var.to_owned(),
+                }),
+            }
             rest = &tail[end + 1..];
         } else {
             out.push('$');
@@ -581,7 +616,11 @@ fn interpolate_str(
         }
     }
     out.push_str(rest);
-    Ok(out)
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        Err(missing)
+    }
 }
 
 #[cfg(test)]

@@ -123,3 +123,35 @@ fn secrets_do_not_debug_print() {
         "{dump}"
     );
 }
+
+#[test]
+fn every_missing_variable_and_every_invalid_value_is_reported_at_once() {
+    let raw = BASE
+        .replace("${CL_SHARED_SECRET}", "${FIRST_UNSET}")
+        .replace("whsec_${SUFFIX}", "${SECOND_UNSET}-${THIRD_UNSET}");
+    let err = parse(&raw).unwrap_err();
+    let found: Vec<String> = err.problems().iter().map(|p| p.to_string()).collect();
+    assert_eq!(found.len(), 3, "{found:?}");
+    for var in ["FIRST_UNSET", "SECOND_UNSET", "THIRD_UNSET"] {
+        assert!(found.iter().any(|p| p.contains(var)), "{var}: {found:?}");
+    }
+
+    let raw = BASE.replace(
+        "[plugins]\ndir = \"plugins/dist\"",
+        "[plugins]\ndir = \"plugins/dist\"\nmax_instances = 0\nmemory_limit_mb = 0",
+    ) + "async_after_ms = 0\n";
+    let raw = raw.replace(
+        "[gateways.settings]\nwebhook_secret = \"whsec_${SUFFIX}\"\nasync_after_ms = 0\n",
+        "async_after_ms = 0\n[gateways.settings]\nwebhook_secret = \"whsec_${SUFFIX}\"\n",
+    );
+    let err = parse(&raw).unwrap_err();
+    let text = err.to_string();
+    for key in [
+        "plugins.memory_limit_mb",
+        "plugins.max_instances",
+        "gateways[0].async_after_ms",
+    ] {
+        assert!(text.contains(key), "{key}: {text}");
+    }
+    assert_eq!(err.problems().len(), 3, "{text}");
+}

@@ -1,4 +1,4 @@
-//! The `psp-gateway` command: `serve` and `check`.
+//! The `psp-gateway` command: `serve`, `check` and `sign`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,13 +39,24 @@ enum Command {
         #[arg(long, default_value = "config.toml")]
         config: PathBuf,
     },
+    /// Print the Commerce Layer signature (`X-CommerceLayer-Signature`) of stdin, exactly as
+    /// read, with the shared secret from an environment variable (never an argument, which
+    /// other users of the machine can see).
+    Sign {
+        /// The environment variable that holds the shared secret.
+        #[arg(long)]
+        secret_env: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_env("PSP_GATEWAY_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn,tower_http=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour codes only for a terminal: a log file or a collector gets plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -63,14 +74,38 @@ fn main() -> ExitCode {
             }
         },
         Command::Check { config } => runtime.block_on(check(config)),
+        Command::Sign { secret_env } => sign(&secret_env),
     }
+}
+
+fn sign(secret_env: &str) -> ExitCode {
+    use std::io::Read;
+    let secret = match std::env::var(secret_env) {
+        Ok(s) if !s.is_empty() => s,
+        _ => {
+            eprintln!("error: environment variable {secret_env} is not set (or empty)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut body = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut body) {
+        eprintln!("error: reading stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "{}",
+        psp_gateway::protocol::commerce_layer::sign(&secret, &body)
+    );
+    ExitCode::SUCCESS
 }
 
 async fn check(path: PathBuf) -> ExitCode {
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            for problem in e.problems() {
+                eprintln!("error: {problem}");
+            }
             return ExitCode::FAILURE;
         }
     };

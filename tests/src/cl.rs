@@ -210,12 +210,20 @@ fn shuffle<T>(items: &mut [T], seed: &str) {
     let mut state = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });
+    // Where the first item is now, followed through the swaps.
+    let mut first = 0;
     for i in (1..items.len()).rev() {
         state = splitmix64(state);
-        items.swap(i, (state % (i as u64 + 1)) as usize);
+        let j = (state % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+        if first == i {
+            first = j;
+        } else if first == j {
+            first = i;
+        }
     }
-    if items.len() > 1 {
-        items.rotate_left(1);
+    if items.len() > 1 && first == 0 {
+        items.swap(0, 1);
     }
 }
 
@@ -1795,6 +1803,20 @@ mod tests {
     const VECTOR_BODY: &str =
         r#"{"success":true,"data":{"action_id":"tr_abc123","message":"Payment authorized"}}"#;
     const VECTOR_SIGNATURE: &str = "aO/vfPXJj0E0HOhDrVoo+f8jJP8Aw4+TNxpKDijyIo0=";
+
+    #[test]
+    fn shuffle_is_a_permutation_that_never_leaves_the_first_item_first() {
+        for n in 2..8usize {
+            for seed in 0..2_000 {
+                let mut items: Vec<usize> = (0..n).collect();
+                shuffle(&mut items, &format!("seed-{seed}"));
+                assert_ne!(items[0], 0, "n={n} seed={seed}: {items:?}");
+                let mut sorted = items.clone();
+                sorted.sort_unstable();
+                assert_eq!(sorted, (0..n).collect::<Vec<_>>());
+            }
+        }
+    }
 
     #[test]
     fn signature_matches_the_reference_vector() {

@@ -78,7 +78,7 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// Builds the gateway binary (dev profile) and the plugins (wasm32-wasip2, release) once
+/// Builds the gateway binary (dev profile) and the plugins (wasm32-wasip2, `plugin` profile) once
 /// per process, so the tests never run against stale artifacts.
 pub fn ensure_built() {
     static BUILT: OnceLock<()> = OnceLock::new();
@@ -103,24 +103,12 @@ pub fn ensure_built() {
             assert!(status.success(), "cargo {args:?} failed");
         };
         run(&["build", "-p", "psp-gateway", "--bin", "psp-gateway"]);
-        run(&[
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "psp-plugin-sandbox",
-            "-p",
-            "psp-plugin-stripe",
-            "-p",
-            "psp-plugin-adyen",
-            "-p",
-            "fixture-misbehave",
-            "-p",
-            "fixture-echo-v1",
-            "-p",
-            "fixture-echo-v2",
-        ]);
+        let mut args = vec!["build", "--profile", "plugin", "--target", "wasm32-wasip2"];
+        let crates = plugin_crates();
+        for c in &crates {
+            args.extend(["-p", c.package.as_str()]);
+        }
+        run(&args);
     });
 }
 
@@ -130,18 +118,53 @@ pub fn gateway_binary() -> PathBuf {
     target_dir().join("debug").join("psp-gateway")
 }
 
-/// A built plugin component: `sandbox`, `stripe`, `adyen`, or a fixture (`misbehave`,
-/// `echo_v1`, `echo_v2`).
+/// A plugin crate of the workspace, found as `scripts/plugin-crates` finds them.
+pub struct PluginCrate {
+    /// Its folder's name (`sandbox`, `echo-v1`).
+    pub dir: String,
+    pub package: String,
+}
+
+/// Every crate under `plugins/` and `tests/fixtures/plugins/`.
+pub fn plugin_crates() -> Vec<PluginCrate> {
+    let mut found = Vec::new();
+    for parent in ["plugins", "tests/fixtures/plugins"] {
+        let Ok(entries) = std::fs::read_dir(workspace_root().join(parent)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(manifest) = std::fs::read_to_string(entry.path().join("Cargo.toml")) else {
+                continue;
+            };
+            let package = manifest
+                .lines()
+                .find_map(|l| l.strip_prefix("name = \""))
+                .and_then(|rest| rest.strip_suffix('"'))
+                .unwrap_or_else(|| panic!("no package name in {}", entry.path().display()));
+            found.push(PluginCrate {
+                dir: entry.file_name().to_string_lossy().into_owned(),
+                package: package.to_owned(),
+            });
+        }
+    }
+    found
+}
+
+/// A built plugin component by its folder's name, `-` or `_` alike: `sandbox`, `stripe`,
+/// `adyen`, or a fixture (`misbehave`, `echo_v1`, `echo_v2`).
 pub fn plugin_wasm(name: &str) -> PathBuf {
     ensure_built();
-    let file = match name {
-        "sandbox" | "stripe" | "adyen" => format!("psp_plugin_{name}.wasm"),
-        other => format!("fixture_{other}.wasm"),
-    };
+    let wanted = name.replace('_', "-");
+    let krate = plugin_crates()
+        .into_iter()
+        .find(|c| c.dir == wanted)
+        .unwrap_or_else(|| {
+            panic!("no plugin crate `{name}` under plugins/ or tests/fixtures/plugins/")
+        });
     let path = target_dir()
         .join("wasm32-wasip2")
-        .join("release")
-        .join(file);
+        .join("plugin")
+        .join(format!("{}.wasm", krate.package.replace('-', "_")));
     assert!(path.exists(), "missing plugin build {}", path.display());
     path
 }

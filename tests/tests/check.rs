@@ -26,6 +26,7 @@ fn check(ws: &Workspace, body: &str) -> (bool, String) {
         .env("CL_SHARED_SECRET", "x")
         .env("SANDBOX_WEBHOOK_SECRET", "y")
         .env_remove("NOT_SET_ANYWHERE")
+        .env_remove("NOT_SET_EITHER")
         .output()
         .expect("run check");
     let text = format!(
@@ -62,6 +63,18 @@ fn check_accepts_good_and_names_what_is_wrong() {
         "{text}"
     );
     assert!(text.contains("`NOT_SET_ANYWHERE` is not set"), "{text}");
+
+    // Every missing variable at once, one `error:` line each.
+    let (ok, text) = check(
+        &ws,
+        &GOOD
+            .replace("SANDBOX_WEBHOOK_SECRET", "NOT_SET_ANYWHERE")
+            .replace("CL_SHARED_SECRET", "NOT_SET_EITHER"),
+    );
+    assert!(!ok);
+    assert!(text.contains("`NOT_SET_ANYWHERE` is not set"), "{text}");
+    assert!(text.contains("`NOT_SET_EITHER` is not set"), "{text}");
+    assert_eq!(text.matches("error: ").count(), 2, "{text}");
 
     let (ok, text) = check(
         &ws,
