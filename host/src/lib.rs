@@ -13,6 +13,7 @@ pub mod plugins;
 pub mod protocol;
 pub mod psp_webhooks;
 pub mod redact;
+pub mod scaffold;
 pub mod serve;
 pub mod signature;
 pub mod store;

@@ -1,4 +1,4 @@
-//! The `psp-gateway` command: `serve`, `check` and `sign`.
+//! The `psp-gateway` command: `serve`, `check`, `sign` and `plugin new`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +47,23 @@ enum Command {
         #[arg(long)]
         secret_env: String,
     },
+    /// Plugin authoring.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Write a new plugin crate, `<dir>/<NAME>/`, that builds and passes its tests as is.
+    New {
+        /// Lowercase letters, digits and `-`: the folder, `psp-plugin-<NAME>` and `<NAME>.wasm`.
+        name: String,
+        /// Where plugin crates live (the workspace finds every crate in `plugins/`).
+        #[arg(long, default_value = "plugins")]
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,6 +92,20 @@ fn main() -> ExitCode {
         },
         Command::Check { config } => runtime.block_on(check(config)),
         Command::Sign { secret_env } => sign(&secret_env),
+        Command::Plugin {
+            command: PluginCommand::New { name, dir },
+        } => match psp_gateway::scaffold::new_plugin(&dir, &name) {
+            Ok(root) => {
+                println!("created {}", root.display());
+                println!("next: scripts/build-plugins   (-> plugins/dist/{name}.wasm)");
+                println!("      cargo test -p psp-plugin-{name}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
