@@ -76,7 +76,11 @@ fn operator_routes(state: &AppState) -> Router<AppState> {
 }
 
 fn finish(app: Router<AppState>, state: AppState) -> Router {
-    app.layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+    app.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::telemetry::track_requests,
+    ))
+    .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+    .layer(tower_http::trace::TraceLayer::new_for_http())
+    .with_state(state)
 }

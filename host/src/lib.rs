@@ -17,3 +17,4 @@ pub mod scaffold;
 pub mod serve;
 pub mod signature;
 pub mod store;
+pub mod telemetry;

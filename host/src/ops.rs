@@ -56,54 +56,54 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Prometheus text exposition: plugin calls, loaded plugins, callbacks waiting and dead.
+/// Prometheus text: what `telemetry` recorded (requests, plugin calls, plugin loads) and
+/// the gauges read now from the registry and the store.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    use std::fmt::Write;
-    let mut out = String::new();
-    out.push_str("# HELP psp_plugin_calls_total Plugin calls by gateway, operation and result.\n");
-    out.push_str("# TYPE psp_plugin_calls_total counter\n");
-    for ((gateway, op, result), n) in state.plugins.call_counts() {
-        let _ = writeln!(
-            out,
-            "psp_plugin_calls_total{{gateway=\"{gateway}\",operation=\"{op}\",result=\"{result}\"}} {n}"
-        );
-    }
-    out.push_str(
-        "# HELP psp_plugins_loaded Plugins loaded now.\n# TYPE psp_plugins_loaded gauge\n",
-    );
-    let _ = writeln!(
-        out,
-        "psp_plugins_loaded {}",
-        state.plugins.registry().loaded().len()
+    use crate::telemetry::set_gauge;
+    let age = |at: Option<i64>| at.map_or(0.0, |at| (now_ms() - at).max(0) as f64 / 1000.0);
+    set_gauge(
+        "psp_plugins_loaded",
+        &[],
+        state.plugins.registry().loaded().len() as f64,
     );
     if let Ok(b) = state.payments.store().outcome_backlog().await {
-        out.push_str("# HELP psp_transactions_open Transactions whose outcome is still to come, by status (pending: the PSP will tell; unknown: being resolved with the PSP).\n# TYPE psp_transactions_open gauge\n");
-        let _ = writeln!(
-            out,
-            "psp_transactions_open{{status=\"pending\"}} {}",
-            b.pending
+        set_gauge(
+            "psp_transactions_open",
+            &[("status", "pending")],
+            b.pending as f64,
         );
-        let _ = writeln!(
-            out,
-            "psp_transactions_open{{status=\"unknown\"}} {}",
-            b.unknown
+        set_gauge(
+            "psp_transactions_open",
+            &[("status", "unknown")],
+            b.unknown as f64,
         );
-        out.push_str("# HELP psp_transactions_escalated Unknown outcomes unresolved past reconciler.give_up_after_ms: an operator's to look at.\n# TYPE psp_transactions_escalated gauge\n");
-        let _ = writeln!(out, "psp_transactions_escalated {}", b.escalated);
-        let age = b
-            .oldest_unknown_at
-            .map_or(0.0, |at| (now_ms() - at).max(0) as f64 / 1000.0);
-        out.push_str("# HELP psp_unknown_oldest_age_seconds Age of the oldest unknown outcome.\n# TYPE psp_unknown_oldest_age_seconds gauge\n");
-        let _ = writeln!(out, "psp_unknown_oldest_age_seconds {age:.3}");
+        set_gauge("psp_transactions_escalated", &[], b.escalated as f64);
+        set_gauge(
+            "psp_unknown_oldest_age_seconds",
+            &[],
+            age(b.oldest_unknown_at),
+        );
+        set_gauge(
+            "psp_pending_oldest_age_seconds",
+            &[],
+            age(b.oldest_pending_at),
+        );
     }
     if let Ok(counts) = state.payments.store().callback_counts().await {
         // A dead letter is still owed to the platform: it stays in `waiting` too.
-        out.push_str("# HELP psp_callbacks_waiting Callbacks queued and not yet delivered, dead letters included.\n# TYPE psp_callbacks_waiting gauge\n");
-        let _ = writeln!(out, "psp_callbacks_waiting {}", counts.undelivered);
-        out.push_str("# HELP psp_callbacks_dead Callbacks given up on, waiting for an operator's replay.\n# TYPE psp_callbacks_dead gauge\n");
-        let _ = writeln!(out, "psp_callbacks_dead {}", counts.dead);
+        set_gauge("psp_callbacks_waiting", &[], counts.undelivered as f64);
+        set_gauge("psp_callbacks_dead", &[], counts.dead as f64);
+        set_gauge(
+            "psp_callbacks_oldest_age_seconds",
+            &[],
+            age(counts.oldest_undelivered_at),
+        );
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::telemetry::render(),
+    )
+        .into_response()
 }
 
 #[derive(Serialize)]

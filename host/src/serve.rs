@@ -20,6 +20,8 @@ use crate::protocol::pgm::Pgm;
 
 pub async fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = Config::load(config_path)?;
+    // Before the plugins load: their loads are counted.
+    crate::telemetry::install();
     let plugins = Plugins::start(&config)
         .await
         .context("starting the plugin runtime")?;

@@ -36,8 +36,6 @@ pub enum GatewayCallError {
 pub struct Plugins {
     registry: Arc<Registry>,
     gateways: HashMap<String, Arc<GatewayContext>>,
-    /// Plugin calls by (gateway, operation, result), for `/metrics`.
-    calls: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str, &'static str), u64>>,
 }
 
 impl Plugins {
@@ -63,21 +61,11 @@ impl Plugins {
             .iter()
             .map(|gw| (gw.id.clone(), Arc::new(gateway_context(gw, config))))
             .collect();
-        Ok(Plugins {
-            registry,
-            gateways,
-            calls: Default::default(),
-        })
+        Ok(Plugins { registry, gateways })
     }
 
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
-    }
-
-    /// Plugin calls so far: ((gateway, operation, answered | error), count).
-    pub fn call_counts(&self) -> Vec<((String, &'static str, &'static str), u64)> {
-        let calls = self.calls.lock().expect("call counters");
-        calls.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     pub fn gateway(&self, id: &str) -> Option<&Arc<GatewayContext>> {
@@ -106,22 +94,41 @@ impl Plugins {
             .get(&ctx.plugin)
             .ok_or_else(|| CallError::NotLoaded(ctx.plugin.clone()))?;
         let op = call.name();
+        let started = std::time::Instant::now();
         let result = self
             .registry
             .runtime()
             .call(&plugin.pre, ctx, call, contact)
             .await;
-        let outcome = if result.is_ok() { "answered" } else { "error" };
-        *self
-            .calls
-            .lock()
-            .expect("call counters")
-            .entry((gateway.to_owned(), op, outcome))
-            .or_default() += 1;
+        crate::telemetry::plugin_call(gateway, op, result_label(&result), started.elapsed());
         if let Err(e) = &result {
             tracing::warn!(gateway, plugin = %ctx.plugin, version = %plugin.info.version, op, "plugin call failed: {e}");
         }
         Ok(result?)
+    }
+}
+
+/// `answered`, the failure the plugin reported, or `error` (the host could not finish the
+/// call).
+fn result_label(result: &Result<Reply, CallError>) -> &'static str {
+    use types::Failure;
+    let failure = match result {
+        Err(_) => return "error",
+        Ok(Reply::Info(_)) => None,
+        Ok(Reply::Outcome(r)) => r.as_ref().err(),
+        Ok(Reply::Tokenized(r)) => r.as_ref().err(),
+        Ok(Reply::Webhook(r)) => r.as_ref().err(),
+    };
+    match failure {
+        None => "answered",
+        Some(Failure::Unsupported(_)) => "unsupported",
+        Some(Failure::Unreachable(_)) => "unreachable",
+        Some(Failure::Timeout(_)) => "timeout",
+        Some(Failure::Misconfigured(_)) => "misconfigured",
+        Some(Failure::BadResponse(_)) => "bad_response",
+        Some(Failure::InvalidRequest(_)) => "invalid_request",
+        Some(Failure::Unauthenticated(_)) => "unauthenticated",
+        Some(Failure::Internal(_)) => "internal",
     }
 }
 

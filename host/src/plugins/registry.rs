@@ -149,6 +149,7 @@ impl Registry {
                     );
                     self.errors.lock().expect("errors lock").remove(&name);
                     next.insert(name.clone(), Arc::new(plugin));
+                    crate::telemetry::plugin_load(&name, true);
                     report.loaded.push(name);
                 }
                 Err(message) => {
@@ -168,6 +169,7 @@ impl Registry {
                     if let Some(old) = current.get(&name) {
                         next.insert(name.clone(), old.clone());
                     }
+                    crate::telemetry::plugin_load(&name, false);
                     report.failed.push(name);
                 }
             }

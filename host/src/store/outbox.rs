@@ -93,6 +93,8 @@ pub struct CallbackCounts {
     pub undelivered: i64,
     /// Given up on: waiting for an operator's replay.
     pub dead: i64,
+    /// When the oldest callback not delivered (dead ones included) was queued.
+    pub oldest_undelivered_at: Option<i64>,
 }
 
 /// What a replay request found.

@@ -213,6 +213,7 @@ pub struct OutcomeBacklog {
     pub escalated: i64,
     /// Creation time of the oldest unknown row.
     pub oldest_unknown_at: Option<i64>,
+    pub oldest_pending_at: Option<i64>,
 }
 
 #[async_trait]

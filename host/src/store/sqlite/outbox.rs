@@ -90,13 +90,15 @@ impl OutboxStore for SqliteStore {
     async fn callback_counts(&self) -> Result<CallbackCounts, StoreError> {
         let row = sqlx::query(
             "SELECT COALESCE(SUM(delivered_at IS NULL), 0) AS undelivered, \
-             COALESCE(SUM(dead_at IS NOT NULL), 0) AS dead FROM outbox WHERE delivered_at IS NULL",
+             COALESCE(SUM(dead_at IS NOT NULL), 0) AS dead, MIN(created_at) AS oldest \
+             FROM outbox WHERE delivered_at IS NULL",
         )
         .fetch_one(&self.reader)
         .await?;
         Ok(CallbackCounts {
             undelivered: row.try_get("undelivered")?,
             dead: row.try_get("dead")?,
+            oldest_undelivered_at: row.try_get("oldest")?,
         })
     }
 

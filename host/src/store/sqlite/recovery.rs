@@ -143,11 +143,13 @@ impl RecoveryQueue for SqliteStore {
     }
 
     async fn outcome_backlog(&self) -> Result<OutcomeBacklog, StoreError> {
-        let (pending, unknown, escalated, oldest_unknown_at): (i64, i64, i64, Option<i64>) =
+        type Row = (i64, i64, i64, Option<i64>, Option<i64>);
+        let (pending, unknown, escalated, oldest_unknown_at, oldest_pending_at): Row =
             sqlx::query_as(
                 "SELECT COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'unknown'), 0), \
                  COALESCE(SUM(escalated_at IS NOT NULL), 0), \
-                 MIN(CASE WHEN status = 'unknown' THEN created_at END) \
+                 MIN(CASE WHEN status = 'unknown' THEN created_at END), \
+                 MIN(CASE WHEN status = 'pending' THEN created_at END) \
                  FROM transactions WHERE status IN ('pending', 'unknown')",
             )
             .fetch_one(&self.reader)
@@ -157,6 +159,7 @@ impl RecoveryQueue for SqliteStore {
             unknown,
             escalated,
             oldest_unknown_at,
+            oldest_pending_at,
         })
     }
 }
