@@ -23,7 +23,11 @@ async fn replicas() -> (Arc<PostgresStore>, Arc<PostgresStore>) {
 }
 
 fn pick(a: &Arc<PostgresStore>, b: &Arc<PostgresStore>, i: usize) -> Arc<PostgresStore> {
-    if i % 2 == 0 { a.clone() } else { b.clone() }
+    if i.is_multiple_of(2) {
+        a.clone()
+    } else {
+        b.clone()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
