@@ -208,3 +208,16 @@ fn pool_max_is_taken_out_of_the_url() {
     assert_eq!((url.as_str(), n), ("postgres://u@h/db", DEFAULT_POOL_MAX));
     assert!(split_pool_max("postgres://u@h/db?pool_max=0").is_err());
 }
+
+#[tokio::test]
+async fn both_schemes_open_the_postgres_store() {
+    let url = crate::store::pg_test_cluster::database().await;
+    let long = url.replacen("postgres://", "postgresql://", 1);
+    for url in [url, long] {
+        let store = crate::store::open(&format!("{url}?pool_max=2"))
+            .await
+            .unwrap();
+        assert!(store.health().writer_alive, "{url}");
+        assert_eq!(store.callbacks_waiting().await.unwrap(), 0);
+    }
+}
