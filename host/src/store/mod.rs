@@ -1,10 +1,15 @@
 //! Durable state, split by aggregate: payment `transactions`, the `outbox` of callbacks and
 //! `subscriptions`. `Store` is the one interface the engine holds; `sqlite` is the embedded
-//! default.
+//! default, `postgres` the database several replicas share.
 
 mod group_commit;
 pub mod outbox;
+#[cfg(test)]
+mod pg_test_cluster;
+pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+mod store_tests;
 pub mod subscriptions;
 pub mod transactions;
 
@@ -21,7 +26,7 @@ pub use transactions::{
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("unsupported store url `{0}` (use sqlite://FILE)")]
+    #[error("unsupported store url `{0}` (use sqlite://FILE or postgres://USER@HOST/DB)")]
     UnsupportedUrl(String),
     #[error("the store cannot take more writes now (its queue is full)")]
     Overloaded,
@@ -59,6 +64,10 @@ impl<T: TransactionStore + RecoveryQueue + OutboxStore + SubscriptionStore + Hea
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(
+            postgres::PostgresStore::open(url).await?,
+        ))
     } else {
         Err(StoreError::UnsupportedUrl(
             url.split("://").next().unwrap_or("").to_owned() + "://...",

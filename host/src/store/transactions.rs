@@ -268,7 +268,9 @@ pub trait TransactionStore: Send + Sync {
 /// next check, so rows that never settle cannot starve the others.
 #[async_trait]
 pub trait RecoveryQueue: Send + Sync {
-    /// Pending and unknown transactions whose next check is due, soonest first.
+    /// Pending and unknown transactions whose next check is due, soonest first. The caller
+    /// reschedules each (`schedule_check`); a shared store leases them until it does
+    /// (PostgreSQL moves their next check on), so two processes never check one row at once.
     async fn due_for_check(&self, now_ms: i64, limit: i64) -> Result<Vec<Transaction>, StoreError>;
 
     /// Counts a check and sets the next one (only while pending or unknown).

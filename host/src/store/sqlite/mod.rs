@@ -4,8 +4,6 @@
 //! aggregate holds its queries.
 
 mod outbox;
-#[cfg(test)]
-mod outbox_tests;
 mod recovery;
 mod subscriptions;
 #[cfg(test)]
