@@ -334,6 +334,13 @@ fn classify(method: Method, path: &str, response: &Response) -> Result<Answer, F
             transaction_token,
         }));
     }
+    // The same key is still being processed by Stripe (our earlier try of this very call):
+    // its outcome is not known yet, so this is not a refusal; the host re-sends later.
+    if response.status == 409 && code == Some("idempotency_key_in_use") {
+        return Err(Failure::Unreachable(format!(
+            "Stripe is still processing an earlier {what} with this idempotency key (HTTP 409)"
+        )));
+    }
     let code = code.unwrap_or("no code");
     match response.status {
         // Stripe's message quotes part of the key: do not pass it on.

@@ -384,6 +384,28 @@ fn server_errors_and_outages_are_unreachable() {
 }
 
 #[test]
+fn a_key_still_in_use_is_an_outcome_not_known_yet_and_a_reused_key_a_refusal() {
+    let in_use = Reply::json(
+        409,
+        json!({"error": {"type": "invalid_request_error", "code": "idempotency_key_in_use",
+                         "message": "There is currently another in-progress request using this Idempotent Key"}}),
+    );
+    let h = harness().on(Method::Post, format!("{BASE}/v1/payment_intents"), in_use);
+    let out = h.run(|| Stripe::authorize(authorize_req("pm_1Visa4242abcd")));
+    assert!(matches!(out, Err(Failure::Unreachable(_))), "{out:?}");
+
+    // Other parameters under a used key: Stripe refuses it, and so does the plugin.
+    let reused = Reply::json(
+        400,
+        json!({"error": {"type": "idempotency_error",
+                         "message": "Keys for idempotent requests can only be used with the same parameters"}}),
+    );
+    let h = harness().on(Method::Post, format!("{BASE}/v1/payment_intents"), reused);
+    let out = h.run(|| Stripe::authorize(authorize_req("pm_1Visa4242abcd")));
+    assert!(matches!(out, Err(Failure::InvalidRequest(_))), "{out:?}");
+}
+
+#[test]
 fn client_errors_are_failures_not_declines() {
     let h = harness().on(
         Method::Post,
