@@ -79,6 +79,11 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         )
         .run(outbox_stop.clone()),
     );
+    // Runs until the process exits: the drained calls keep their lease to the end.
+    tokio::spawn(crate::payments::keep_leases(
+        payments.clone(),
+        CancellationToken::new(),
+    ));
     let reconciler = tokio::spawn(crate::payments::reconcile_forever(
         payments.clone(),
         Duration::from_millis(config.reconciler.interval_ms),
@@ -186,10 +191,15 @@ async fn drain(
     };
     match tokio::time::timeout_at(deadline, work).await {
         Ok(()) => tracing::info!("stopped: everything started was finished"),
-        Err(_) => tracing::warn!(
-            calls_in_flight = tasks.len(),
-            "stopped at the end of shutdown_grace_ms with work still running; the next start resolves it"
-        ),
+        Err(_) => {
+            // Another replica may take these over now rather than after the lease.
+            let released = payments.store().release_leases().await.unwrap_or(0);
+            tracing::warn!(
+                calls_in_flight = tasks.len(),
+                released,
+                "stopped at the end of shutdown_grace_ms with work still running; the next start (or another replica) resolves it"
+            );
+        }
     }
 }
 async fn shutdown_signal() {

@@ -215,7 +215,7 @@ async fn sigkill_during_the_psp_call_then_restart_charges_once_and_calls_back() 
     assert!(
         gw.wait_for_log(Duration::from_secs(5), |l| l["message"]
             .as_str()
-            .is_some_and(|m| m.starts_with("calls cut off by the last stop")))
+            .is_some_and(|m| m.starts_with("calls cut off by a stopped process")))
             .is_some(),
         "start-up recovery found nothing; logs:\n{}",
         gw.dump_logs()

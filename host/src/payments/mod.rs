@@ -30,7 +30,7 @@ use crate::store::{
     Action, BalanceRule, Begin, Completion, NewCallback, NewTransaction, Status, Store, StoreError,
     StoredAnswer, Transaction, now_ms,
 };
-pub use recovery::reconcile_forever;
+pub use recovery::{keep_leases, reconcile_forever};
 use settle::{build_call, final_outcome, log_result, settle};
 pub use types::*;
 

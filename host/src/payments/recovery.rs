@@ -105,11 +105,12 @@ impl Payments {
     /// outcome is unknown; they are checked with the PSP shortly.
     pub async fn recover_interrupted(&self) -> Result<u64, PaymentError> {
         let first = self.inner.config.reconciler.first_retry_ms as i64;
-        let n = self.inner.store.mark_interrupted(now_ms() + first).await?;
+        let now = now_ms();
+        let n = self.inner.store.mark_interrupted(now, now + first).await?;
         if n > 0 {
             tracing::warn!(
                 transactions = n,
-                "calls cut off by the last stop: outcome unknown, checking them with the PSP"
+                "calls cut off by a stopped process: outcome unknown, checking them with the PSP"
             );
         }
         Ok(n)
@@ -120,6 +121,9 @@ impl Payments {
     /// crash mid-check costs only a delay. Returns how many changed.
     pub async fn reconcile_once(&self) -> Result<usize, PaymentError> {
         let config = &self.inner.config.reconciler;
+        // A replica that died mid-call left `processing` rows: once their lease is over
+        // they are unknown like any cut-off call (a no-op on a one-process store).
+        self.recover_interrupted().await?;
         let now = now_ms();
         let due = self.inner.store.due_for_check(now, ROUND).await?;
         for txn in &due {
@@ -290,6 +294,21 @@ fn sync_call(txn: &Transaction) -> Option<Call> {
 
 /// Runs reconciler rounds: as soon as a row is due (sleeping at most `interval`), or when
 /// the engine says a row needs a check now.
+/// Renews this process's lease on the calls it is making, every third of the lease, so
+/// no other replica takes them over while this one lives. Ends with `stop`.
+pub async fn keep_leases(payments: Payments, stop: CancellationToken) {
+    let every = Duration::from_millis(crate::store::CALL_LEASE_MS as u64 / 3);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+        if let Err(e) = payments.inner.store.renew_leases(now_ms()).await {
+            tracing::error!("renewing the leases on calls under way: {e}");
+        }
+    }
+}
+
 pub async fn reconcile_forever(payments: Payments, interval: Duration, stop: CancellationToken) {
     // A round under way when `stop` comes is finished (its re-sends are PSP calls whose
     // outcomes must be recorded); no new round starts.

@@ -75,6 +75,17 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     }
 }
 
+/// How long a process's claim on the calls it makes lasts without renewal. The owner
+/// renews every third of it; another replica takes a call over only past it.
+pub const CALL_LEASE_MS: i64 = 30_000;
+
+/// A fresh id for this process's store handle: the owner of its `processing` rows.
+fn new_instance_id() -> String {
+    use rand::Rng;
+    let n: u128 = rand::rng().random();
+    format!("inst_{n:032x}")
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -293,9 +293,19 @@ pub trait RecoveryQueue: Send + Sync {
         now_ms: i64,
     ) -> Result<bool, StoreError>;
 
-    /// Start-up: rows still `processing` lost their task with the previous process; they
-    /// become `unknown`, due for a check at `check_at`. Returns how many.
-    async fn mark_interrupted(&self, check_at: i64) -> Result<u64, StoreError>;
+    /// `processing` rows whose call no live process is making any more become `unknown`,
+    /// due for a check at `check_at`. Run at start-up (the previous process's rows) and by
+    /// the reconciler (a dead replica's rows). Never this process's own rows; on SQLite,
+    /// one process per file, every other owner is dead; on a shared store, only an owner
+    /// whose lease ran out before `now`. Returns how many.
+    async fn mark_interrupted(&self, now: i64, check_at: i64) -> Result<u64, StoreError>;
+
+    /// Extends this process's lease on its `processing` rows to `now + CALL_LEASE_MS`.
+    async fn renew_leases(&self, now: i64) -> Result<u64, StoreError>;
+
+    /// Ends this process's leases (a clean stop with calls still running): another replica
+    /// takes them over at once rather than after the lease.
+    async fn release_leases(&self) -> Result<u64, StoreError>;
 
     /// Transactions in `status` (escalated ones: `escalated`), newest first.
     async fn list(&self, status: &str, limit: i64) -> Result<Vec<Transaction>, StoreError>;

@@ -28,6 +28,8 @@ pub struct PostgresStore {
     /// Set when the last write failed for want of the database (connection, I/O), cleared
     /// by the next write that succeeds.
     writes_failing: AtomicBool,
+    /// This process, as the owner of the calls it makes (`processing` rows).
+    instance: String,
 }
 
 impl PostgresStore {
@@ -44,6 +46,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             writes_failing: AtomicBool::new(false),
+            instance: super::new_instance_id(),
         })
     }
 
@@ -124,6 +127,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         include_str!("../../../migrations/postgres/0004_outbox_delivery.sql"),
+    ),
+    (
+        5,
+        include_str!("../../../migrations/postgres/0005_call_leases.sql"),
     ),
 ];
 

@@ -8,7 +8,7 @@ use sqlx::Row;
 use super::PostgresStore;
 use super::transactions::{COLUMNS, row_to_transaction};
 use crate::store::transactions::*;
-use crate::store::{StoreError, now_ms};
+use crate::store::{CALL_LEASE_MS, StoreError};
 
 const OPEN: &str = "status IN ('pending', 'unknown')";
 
@@ -102,16 +102,28 @@ impl RecoveryQueue for PostgresStore {
         self.written(result.map(|d| d.rows_affected() == 1).map_err(Into::into))
     }
 
-    async fn mark_interrupted(&self, check_at: i64) -> Result<u64, StoreError> {
+    async fn mark_interrupted(&self, now: i64, check_at: i64) -> Result<u64, StoreError> {
+        // Replicas share the table: only rows whose owner let its lease run out (it died,
+        // or stopped and released them) are taken, never a live replica's call.
         let result = sqlx::query(
             "UPDATE transactions SET status = 'unknown', next_check_at = $1, \
-             updated_at = $2 WHERE status = 'processing'",
+             updated_at = $2, lease_until = NULL WHERE status = 'processing' \
+             AND (owner IS NULL OR owner <> $3) AND (lease_until IS NULL OR lease_until < $2)",
         )
         .bind(check_at)
-        .bind(now_ms())
+        .bind(now)
+        .bind(&self.instance)
         .execute(&self.pool)
         .await;
         self.written(result.map(|d| d.rows_affected()).map_err(Into::into))
+    }
+
+    async fn renew_leases(&self, now: i64) -> Result<u64, StoreError> {
+        self.set_leases(now + CALL_LEASE_MS).await
+    }
+
+    async fn release_leases(&self) -> Result<u64, StoreError> {
+        self.set_leases(0).await
     }
 
     async fn list(&self, status: &str, limit: i64) -> Result<Vec<Transaction>, StoreError> {
@@ -156,5 +168,18 @@ impl RecoveryQueue for PostgresStore {
             oldest_unknown_at,
             oldest_pending_at,
         })
+    }
+}
+
+impl PostgresStore {
+    async fn set_leases(&self, until: i64) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "UPDATE transactions SET lease_until = $1 WHERE owner = $2 AND status = 'processing'",
+        )
+        .bind(until)
+        .bind(&self.instance)
+        .execute(&self.pool)
+        .await;
+        self.written(result.map(|d| d.rows_affected()).map_err(Into::into))
     }
 }

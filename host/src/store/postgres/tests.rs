@@ -221,3 +221,32 @@ async fn both_schemes_open_the_postgres_store() {
         assert_eq!(store.callbacks_waiting().await.unwrap(), 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_never_takes_over_a_live_call() {
+    let (a, b) = replicas().await;
+    a.begin(new("mine", Action::Authorize, "k-mine", None, 5), None)
+        .await
+        .unwrap();
+    let now = now_ms();
+    // Within the lease, as at any replica's start-up or reconciler round.
+    assert_eq!(b.mark_interrupted(now, 1).await.unwrap(), 0);
+    assert_eq!(a.renew_leases(now + 20_000).await.unwrap(), 1);
+    assert_eq!(
+        b.mark_interrupted(now + CALL_LEASE_MS + 1, 1)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        a.get("mine").await.unwrap().unwrap().status,
+        Status::Processing
+    );
+    // The owner died: past its last lease the call is unknown, for recovery.
+    assert_eq!(
+        b.mark_interrupted(now + 20_000 + CALL_LEASE_MS + 1, 1)
+            .await
+            .unwrap(),
+        1
+    );
+}

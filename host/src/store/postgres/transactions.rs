@@ -9,7 +9,7 @@ use sqlx::{PgConnection, Row};
 use super::PostgresStore;
 use super::outbox::insert_callback;
 use crate::store::transactions::*;
-use crate::store::{NewCallback, StoreError, now_ms};
+use crate::store::{CALL_LEASE_MS, NewCallback, StoreError, now_ms};
 
 pub(super) const COLUMNS: &str = "id, gateway, front, action, idempotency_key, resource_id, parent_id, \
     transaction_token, psp_token, psp_reference, action_id, amount_cents, currency, status, \
@@ -25,7 +25,7 @@ impl TransactionStore for PostgresStore {
     ) -> Result<Begin, StoreError> {
         let result = async {
             let mut tx = self.pool.begin().await?;
-            let begun = begin(&mut tx, new, rule).await?;
+            let begun = begin(&mut tx, new, rule, &self.instance).await?;
             tx.commit().await?;
             Ok(begun)
         }
@@ -34,12 +34,16 @@ impl TransactionStore for PostgresStore {
     }
 
     async fn retry(&self, id: &str) -> Result<bool, StoreError> {
+        let now = now_ms();
         let result = sqlx::query(
             "UPDATE transactions SET status = 'processing', response_status = NULL, \
-             response_body = NULL, updated_at = $1 WHERE id = $2 AND status = 'failed'",
+             response_body = NULL, updated_at = $1, owner = $3, lease_until = $4 \
+             WHERE id = $2 AND status = 'failed'",
         )
-        .bind(now_ms())
+        .bind(now)
         .bind(id)
+        .bind(&self.instance)
+        .bind(now + CALL_LEASE_MS)
         .execute(&self.pool)
         .await;
         self.written(
@@ -212,6 +216,7 @@ async fn begin(
     conn: &mut PgConnection,
     new: NewTransaction,
     rule: Option<BalanceRule>,
+    owner: &str,
 ) -> Result<Begin, StoreError> {
     if let (Some(rule), Some(parent_id)) = (rule, &new.parent_id) {
         // The parent's row lock serialises every follow-up of one parent, in every
@@ -239,7 +244,8 @@ async fn begin(
     let inserted = sqlx::query(
         "INSERT INTO transactions (id, gateway, front, action, idempotency_key, resource_id, \
          parent_id, transaction_token, amount_cents, currency, status, created_at, updated_at, \
-         replay) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'processing', $11, $11, $12) \
+         replay, owner, lease_until) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'processing', $11, $11, $12, $13, $14) \
          ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(&new.id)
@@ -254,6 +260,8 @@ async fn begin(
     .bind(&new.currency)
     .bind(now)
     .bind(&new.replay)
+    .bind(owner)
+    .bind(now + CALL_LEASE_MS)
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 0 {

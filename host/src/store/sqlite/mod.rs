@@ -27,6 +27,8 @@ pub struct SqliteStore {
     writer: Writer,
     /// Readers run beside the writer (WAL).
     reader: SqlitePool,
+    /// This process, as the owner of the calls it makes (`processing` rows).
+    instance: String,
 }
 
 impl SqliteStore {
@@ -47,6 +49,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer: Writer::spawn(conn),
             reader,
+            instance: super::new_instance_id(),
         })
     }
 }
@@ -74,6 +77,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         4,
         include_str!("../../../migrations/sqlite/0004_outbox_delivery.sql"),
+    ),
+    (
+        5,
+        include_str!("../../../migrations/sqlite/0005_call_leases.sql"),
     ),
 ];
 

@@ -7,7 +7,7 @@ use futures::FutureExt;
 use super::SqliteStore;
 use super::transactions::{COLUMNS, row_to_transaction};
 use crate::store::transactions::*;
-use crate::store::{StoreError, now_ms};
+use crate::store::{CALL_LEASE_MS, StoreError};
 
 const OPEN: &str = "status IN ('pending', 'unknown')";
 
@@ -106,16 +106,21 @@ impl RecoveryQueue for SqliteStore {
             .await
     }
 
-    async fn mark_interrupted(&self, check_at: i64) -> Result<u64, StoreError> {
+    async fn mark_interrupted(&self, now: i64, check_at: i64) -> Result<u64, StoreError> {
+        // One process per SQLite file: every owner but this process is dead, lease or not.
+        let me = self.instance.clone();
         self.writer
             .submit(move |conn| {
+                let me = me.clone();
                 async move {
                     let done = sqlx::query(
                         "UPDATE transactions SET status = 'unknown', next_check_at = ?, \
-                         updated_at = ? WHERE status = 'processing'",
+                         updated_at = ?, lease_until = NULL WHERE status = 'processing' \
+                         AND (owner IS NULL OR owner <> ?)",
                     )
                     .bind(check_at)
-                    .bind(now_ms())
+                    .bind(now)
+                    .bind(&me)
                     .execute(&mut *conn)
                     .await?;
                     Ok(done.rows_affected())
@@ -123,6 +128,14 @@ impl RecoveryQueue for SqliteStore {
                 .boxed()
             })
             .await
+    }
+
+    async fn renew_leases(&self, now: i64) -> Result<u64, StoreError> {
+        self.set_leases(Some(now + CALL_LEASE_MS)).await
+    }
+
+    async fn release_leases(&self) -> Result<u64, StoreError> {
+        self.set_leases(Some(0)).await
     }
 
     async fn list(&self, status: &str, limit: i64) -> Result<Vec<Transaction>, StoreError> {
@@ -161,5 +174,28 @@ impl RecoveryQueue for SqliteStore {
             oldest_unknown_at,
             oldest_pending_at,
         })
+    }
+}
+
+impl SqliteStore {
+    async fn set_leases(&self, until: Option<i64>) -> Result<u64, StoreError> {
+        let me = self.instance.clone();
+        self.writer
+            .submit(move |conn| {
+                let me = me.clone();
+                async move {
+                    let done = sqlx::query(
+                        "UPDATE transactions SET lease_until = ? \
+                         WHERE owner = ? AND status = 'processing'",
+                    )
+                    .bind(until)
+                    .bind(&me)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(done.rows_affected())
+                }
+                .boxed()
+            })
+            .await
     }
 }

@@ -9,7 +9,7 @@ use sqlx::{Row, SqliteConnection};
 use super::SqliteStore;
 use super::outbox::insert_callback;
 use crate::store::transactions::*;
-use crate::store::{NewCallback, StoreError, now_ms};
+use crate::store::{CALL_LEASE_MS, NewCallback, StoreError, now_ms};
 
 pub(super) const COLUMNS: &str = "id, gateway, front, action, idempotency_key, resource_id, parent_id, \
     transaction_token, psp_token, psp_reference, action_id, amount_cents, currency, status, \
@@ -23,25 +23,33 @@ impl TransactionStore for SqliteStore {
         new: NewTransaction,
         rule: Option<BalanceRule>,
     ) -> Result<Begin, StoreError> {
+        let owner = self.instance.clone();
         self.writer
             .submit(move |conn| {
                 let new = new.clone();
-                async move { begin(conn, new, rule).await }.boxed()
+                let owner = owner.clone();
+                async move { begin(conn, new, rule, &owner).await }.boxed()
             })
             .await
     }
 
     async fn retry(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_owned();
+        let owner = self.instance.clone();
         self.writer
             .submit(move |conn| {
                 let id = id.clone();
+                let owner = owner.clone();
                 async move {
+                    let now = now_ms();
                     let done = sqlx::query(
                         "UPDATE transactions SET status = 'processing', response_status = NULL, \
-                         response_body = NULL, updated_at = ? WHERE id = ? AND status = 'failed'",
+                         response_body = NULL, updated_at = ?, owner = ?, lease_until = ? \
+                         WHERE id = ? AND status = 'failed'",
                     )
-                    .bind(now_ms())
+                    .bind(now)
+                    .bind(&owner)
+                    .bind(now + CALL_LEASE_MS)
                     .bind(&id)
                     .execute(&mut *conn)
                     .await?;
@@ -211,6 +219,7 @@ async fn begin(
     conn: &mut SqliteConnection,
     new: NewTransaction,
     rule: Option<BalanceRule>,
+    owner: &str,
 ) -> Result<Begin, StoreError> {
     let existing = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM transactions WHERE idempotency_key = ?"
@@ -235,7 +244,7 @@ async fn begin(
     sqlx::query(
         "INSERT INTO transactions (id, gateway, front, action, idempotency_key, resource_id, \
          parent_id, transaction_token, amount_cents, currency, status, created_at, updated_at, \
-         replay) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'processing', ?, ?, ?)",
+         replay, owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'processing', ?, ?, ?, ?, ?)",
     )
     .bind(&new.id)
     .bind(&new.gateway)
@@ -250,6 +259,8 @@ async fn begin(
     .bind(now)
     .bind(now)
     .bind(&new.replay)
+    .bind(owner)
+    .bind(now + CALL_LEASE_MS)
     .execute(&mut *conn)
     .await?;
     Ok(Begin::Started(Transaction {

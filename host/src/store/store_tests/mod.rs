@@ -32,6 +32,32 @@ macro_rules! for_each_store {
     };
 }
 
+/// As `for_each_store!`, for tests of two processes on one database: each named
+/// `async fn(Arc<dyn Store>, Arc<dyn Store>)` gets two store handles (two writers, two
+/// pools, two instance ids) on the same file or database.
+macro_rules! for_each_store_pair {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite_pair {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let (_keep, a, b) = crate::store::store_tests::sqlite_pair().await;
+                    super::$test(a, b).await;
+                }
+            )*
+        }
+        mod postgres_pair {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let (a, b) = crate::store::store_tests::postgres_pair().await;
+                    super::$test(a, b).await;
+                }
+            )*
+        }
+    };
+}
+
 mod outbox;
 mod transactions;
 
@@ -43,6 +69,29 @@ pub async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
         .await
         .unwrap();
     (dir, Arc::new(s))
+}
+
+/// Two handles on one fresh SQLite file: the process that was, and the one that follows.
+pub async fn sqlite_pair() -> (tempfile::TempDir, Arc<dyn Store>, Arc<dyn Store>) {
+    let (dir, a) = sqlite().await;
+    let path = dir.path().join("t.db");
+    let b = sqlite::SqliteStore::open(path.to_str().unwrap())
+        .await
+        .unwrap();
+    (dir, a, Arc::new(b))
+}
+
+/// Two handles on one fresh database: two replicas.
+pub async fn postgres_pair() -> (Arc<dyn Store>, Arc<dyn Store>) {
+    let url = super::pg_test_cluster::database().await;
+    let open = || async {
+        Arc::new(
+            postgres::PostgresStore::open(&format!("{url}?pool_max=4"))
+                .await
+                .unwrap(),
+        ) as Arc<dyn Store>
+    };
+    (open().await, open().await)
 }
 
 /// A store on a fresh database of the test cluster (small pool: many tests run at once).

@@ -13,8 +13,12 @@ for_each_store!(
     completion_with_callback_and_outbox_leases,
     concurrent_captures_never_exceed_the_balance,
     due_checks_come_soonest_first_and_a_checked_row_goes_to_the_back,
-    interrupted_calls_become_unknown_and_keep_their_call,
     subscriptions_are_saved_once_per_shop_transaction,
+);
+
+for_each_store_pair!(
+    interrupted_calls_become_unknown_and_keep_their_call,
+    a_live_lease_keeps_a_call_from_other_replicas_until_released,
 );
 
 async fn idempotency_key_is_unique(s: Arc<dyn Store>) {
@@ -223,15 +227,28 @@ async fn concurrent_captures_never_exceed_the_balance(s: Arc<dyn Store>) {
     assert_eq!(started, 10, "exactly the authorized amount is captured");
 }
 
-async fn interrupted_calls_become_unknown_and_keep_their_call(s: Arc<dyn Store>) {
-    s.begin(new("cut", Action::Authorize, "k-cut", None, 5), None)
+/// `before` made two calls and stopped; `s` is the process that follows (past the lease,
+/// so a shared store sees the owner dead too).
+async fn interrupted_calls_become_unknown_and_keep_their_call(
+    before: Arc<dyn Store>,
+    s: Arc<dyn Store>,
+) {
+    before
+        .begin(new("cut", Action::Authorize, "k-cut", None, 5), None)
         .await
         .unwrap();
-    s.begin(new("done", Action::Authorize, "k-done", None, 5), None)
+    before
+        .begin(new("done", Action::Authorize, "k-done", None, 5), None)
         .await
         .unwrap();
-    s.complete("done", approved(), None, None).await.unwrap();
-    assert_eq!(s.mark_interrupted(42).await.unwrap(), 1);
+    before
+        .complete("done", approved(), None, None)
+        .await
+        .unwrap();
+    let later = now_ms() + CALL_LEASE_MS + 1;
+    // A process never takes its own calls.
+    assert_eq!(before.mark_interrupted(later, 42).await.unwrap(), 0);
+    assert_eq!(s.mark_interrupted(later, 42).await.unwrap(), 1);
     let cut = s.get("cut").await.unwrap().unwrap();
     assert_eq!(cut.status, Status::Unknown);
     assert_eq!(cut.next_check_at, Some(42));
@@ -342,4 +359,37 @@ async fn subscriptions_are_saved_once_per_shop_transaction(s: Arc<dyn Store>) {
         "ACTIVE"
     );
     assert_eq!(s.subscription("gw", "sub-b").await.unwrap(), None);
+}
+
+/// On a shared store a replica's call stays its own while the lease holds (renewed) and is
+/// taken over once it is released; on SQLite (one process per file) the next process takes
+/// every call of the one before, lease or not.
+async fn a_live_lease_keeps_a_call_from_other_replicas_until_released(
+    a: Arc<dyn Store>,
+    b: Arc<dyn Store>,
+) {
+    a.begin(new("live", Action::Authorize, "k-live", None, 5), None)
+        .await
+        .unwrap();
+    let now = now_ms();
+    assert_eq!(a.renew_leases(now + 20_000).await.unwrap(), 1);
+    let shared = b
+        .mark_interrupted(now + CALL_LEASE_MS + 1, 7)
+        .await
+        .unwrap()
+        == 0;
+    if shared {
+        assert_eq!(
+            b.get("live").await.unwrap().unwrap().status,
+            Status::Processing
+        );
+        // Past the renewed lease, or once released, it is taken over.
+        assert_eq!(a.release_leases().await.unwrap(), 1);
+        assert_eq!(b.mark_interrupted(now, 7).await.unwrap(), 1);
+    }
+    let row = b.get("live").await.unwrap().unwrap();
+    assert_eq!(row.status, Status::Unknown);
+    assert_eq!(row.next_check_at, Some(7));
+    // An unknown row is nobody's call any more: nothing left to renew.
+    assert_eq!(a.renew_leases(now).await.unwrap(), 0);
 }
