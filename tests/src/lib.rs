@@ -7,6 +7,10 @@ pub mod fake_stripe;
 pub mod localstripe;
 pub mod receiver;
 
+/// The throwaway PostgreSQL cluster the host's store tests use, shared from one source.
+#[path = "../../host/src/store/pg_test_cluster.rs"]
+pub mod pg_cluster;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
