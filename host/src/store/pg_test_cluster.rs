@@ -16,6 +16,10 @@ const UNPRIVILEGED: &str = "nobody";
 /// The URL of a fresh, empty database of the test cluster.
 pub async fn database() -> String {
     let server = server().unwrap_or_else(|e| panic!("no PostgreSQL for the store tests: {e}"));
+    create_database(server).await
+}
+
+async fn create_database(server: &str) -> String {
     let name = format!("t_{:016x}", rand::random::<u64>());
     let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
         .await
@@ -117,57 +121,113 @@ fn run(mut command: Command, what: &str) -> Result<(), String> {
 }
 
 fn start_cluster() -> Result<String, String> {
-    let bin = find_bin_dir().ok_or(
-        "initdb and pg_ctl not found on PATH nor under /usr/lib/postgresql/*/bin: \
-         install Debian's `postgresql` package (apt-get install postgresql), \
-         or set PSP_TEST_POSTGRES_URL",
-    )?;
-    let root = is_root();
-    let dir = std::env::temp_dir().join(format!(
-        "psp-test-pg-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let data = dir.join("data");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    if root {
-        let mut chown = Command::new("chown");
-        chown.arg(UNPRIVILEGED).arg(&dir);
-        run(chown, "chown of the test cluster's directory")?;
+    let cluster = Cluster::start()?;
+    spawn_cleanup(&cluster.bin, &cluster.dir, &cluster.data, cluster.root);
+    Ok(cluster.url.clone())
+}
+
+/// A cluster of one's own (for a test that stops and starts the server), stopped and
+/// removed when the test process exits.
+pub struct Cluster {
+    /// `postgres://postgres@127.0.0.1:PORT` (no database).
+    pub url: String,
+    bin: PathBuf,
+    dir: PathBuf,
+    data: PathBuf,
+    port: u16,
+    root: bool,
+}
+
+// Some of these only the e2e crate's outage test uses (it includes this file too).
+#[allow(dead_code)]
+impl Cluster {
+    /// initdb into a temp dir and start it on a free port.
+    pub fn start() -> Result<Cluster, String> {
+        let bin = find_bin_dir().ok_or(
+            "initdb and pg_ctl not found on PATH nor under /usr/lib/postgresql/*/bin: \
+             install Debian's `postgresql` package (apt-get install postgresql), \
+             or set PSP_TEST_POSTGRES_URL",
+        )?;
+        let root = is_root();
+        let dir = std::env::temp_dir().join(format!(
+            "psp-test-pg-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let data = dir.join("data");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        if root {
+            let mut chown = Command::new("chown");
+            chown.arg(UNPRIVILEGED).arg(&dir);
+            run(chown, "chown of the test cluster's directory")?;
+        }
+        let mut initdb = pg_command(&bin, "initdb", root, &dir);
+        initdb
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+                "-D",
+            ])
+            .arg(&data);
+        run(initdb, "initdb")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("finding a free port: {e}"))?
+            .port();
+        let cluster = Cluster {
+            url: format!("postgres://postgres@127.0.0.1:{port}"),
+            bin,
+            dir,
+            data,
+            port,
+            root,
+        };
+        cluster.start_again()?;
+        Ok(cluster)
     }
-    let mut initdb = pg_command(&bin, "initdb", root, &dir);
-    initdb
-        .args([
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "-D",
-        ])
-        .arg(&data);
-    run(initdb, "initdb")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("finding a free port: {e}"))?
-        .port();
-    let mut start = pg_command(&bin, "pg_ctl", root, &dir);
-    start
-        .arg("-D")
-        .arg(&data)
-        .arg("-l")
-        .arg(dir.join("log"))
-        .arg("-o")
-        .arg(format!(
-            "-k {} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
-            dir.display()
-        ))
-        .args(["start", "-w"]);
-    run(start, "pg_ctl start")?;
-    spawn_cleanup(&bin, &dir, &data, root);
-    Ok(format!("postgres://postgres@127.0.0.1:{port}"))
+
+    /// (Re)starts the server on its port and waits until it accepts connections.
+    pub fn start_again(&self) -> Result<(), String> {
+        let mut start = pg_command(&self.bin, "pg_ctl", self.root, &self.dir);
+        start
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(self.dir.join("log"))
+            .arg("-o")
+            .arg(format!(
+                "-k {} -p {} -c listen_addresses=127.0.0.1 -c fsync=off \
+                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+                self.dir.display(),
+                self.port
+            ))
+            .args(["start", "-w"]);
+        run(start, "pg_ctl start")
+    }
+
+    /// Stops the server at once, as a crash would (`-m immediate`: no checkpoint, every
+    /// connection cut).
+    pub fn stop_immediate(&self) -> Result<(), String> {
+        let mut stop = pg_command(&self.bin, "pg_ctl", self.root, &self.dir);
+        stop.arg("-D")
+            .arg(&self.data)
+            .args(["stop", "-m", "immediate", "-w"]);
+        run(stop, "pg_ctl stop")
+    }
+
+    /// A fresh, empty database on this cluster.
+    pub async fn database(&self) -> String {
+        create_database(&self.url).await
+    }
+
+    /// Stop and remove it when this process exits.
+    pub fn clean_up_at_exit(&self) {
+        spawn_cleanup(&self.bin, &self.dir, &self.data, self.root);
+    }
 }
 
 /// A detached shell that waits for this process to end, then stops the cluster and

@@ -32,6 +32,8 @@ pub struct PostgresStore {
     instance: String,
 }
 
+const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl PostgresStore {
     /// Opens `postgres://` (or `postgresql://`) URL, running migrations. A `pool_max`
     /// query parameter sets the pool size (default 16); the rest of the URL (`sslmode`,
@@ -40,6 +42,10 @@ impl PostgresStore {
         let (url, pool_max) = split_pool_max(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(pool_max)
+            // With the database down a request answers 503 within this, not after sqlx's
+            // default 30 s; the pool reconnects by itself once the server is back.
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(|conn, _| Box::pin(require_durable_commits(conn)))
             .connect(&url)
             .await?;
         migrate(&pool).await?;
@@ -62,6 +68,21 @@ impl PostgresStore {
         }
         result
     }
+}
+
+/// An answer follows its commit, so a commit must be durable when acknowledged: a server
+/// (or role) running with `synchronous_commit = off` would lose the last acknowledged
+/// payments in a crash. Such a session is raised to `on`; stronger settings are kept.
+async fn require_durable_commits(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    let mode: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&mut *conn)
+        .await?;
+    if mode == "off" {
+        sqlx::query("SET synchronous_commit = on")
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 fn is_unavailable(e: &sqlx::Error) -> bool {

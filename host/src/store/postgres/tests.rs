@@ -250,3 +250,25 @@ async fn a_replica_never_takes_over_a_live_call() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_commit_durably_even_on_a_server_that_does_not() {
+    // The test cluster runs with synchronous_commit = off (fast, and what a careless
+    // server could have): every session of the store raises it.
+    let (a, _b) = replicas().await;
+    let server_default: String =
+        sqlx::query_scalar("SELECT reset_val FROM pg_settings WHERE name = 'synchronous_commit'")
+            .fetch_one(&a.pool)
+            .await
+            .unwrap();
+    if std::env::var_os("PSP_TEST_POSTGRES_URL").is_none() {
+        assert_eq!(server_default, "off");
+    }
+    for _ in 0..4 {
+        let mode: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&a.pool)
+            .await
+            .unwrap();
+        assert_eq!(mode, "on");
+    }
+}
