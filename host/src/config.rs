@@ -393,8 +393,15 @@ impl Config {
             message: e.to_string().trim_end().to_owned(),
         };
         // First pass on the raw text: unknown and missing keys are reported with their
-        // line, which a second pass over an interpolated tree could not do.
-        toml::from_str::<Config>(raw).map_err(parse_err)?;
+        // line, which a second pass over an interpolated tree could not do. A value that
+        // is wrong only before interpolation (`listen = "${PSP_LISTEN}"`) is left to the
+        // second pass.
+        if let Err(e) = toml::from_str::<Config>(raw) {
+            let message = e.message();
+            if message.contains("unknown field") || message.contains("missing field") {
+                return Err(parse_err(e));
+            }
+        }
         let mut tree: toml::Value = toml::from_str(raw).map_err(parse_err)?;
         let mut problems = Vec::new();
         interpolate(&mut tree, &mut String::new(), path, env, &mut problems);

@@ -155,3 +155,14 @@ fn every_missing_variable_and_every_invalid_value_is_reported_at_once() {
     }
     assert_eq!(err.problems().len(), 3, "{text}");
 }
+
+#[test]
+fn the_listen_address_can_come_from_the_environment() {
+    let raw = BASE.replace("listen = \"127.0.0.1:8080\"", "listen = \"${PSP_LISTEN}\"");
+    let env = |name: &str| match name {
+        "PSP_LISTEN" => Some("10.0.0.11:8081".to_owned()),
+        other => env(other),
+    };
+    let c = Config::from_toml(&raw, Path::new("config.toml"), Path::new("/etc/psp"), &env).unwrap();
+    assert_eq!(c.server.listen.to_string(), "10.0.0.11:8081");
+}
