@@ -5,6 +5,10 @@
 //! c) authorize at a fixed rate (open loop: latency counted from each call's planned send
 //!    time, so a stalled server cannot hide its stall by slowing the sender down).
 //!
+//! d) durable authorizes at maximum throughput on PostgreSQL (a throwaway cluster with fsync
+//!    on, as SQLite's commits are fsync'd), with one replica and with three (requests spread
+//!    over them), as ratios against SQLite's run a).
+//!
 //! Authorize bodies are full CL documents built by the simulator and signed before timing.
 //!
 //! `cargo bench -p psp-gateway-e2e --profile dev --bench cl_load [-- --quick]
@@ -16,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use psp_gateway_e2e::cl::{self, Action, ClSimulator, ExternalPayment, Order};
+use psp_gateway_e2e::pg_cluster::Cluster;
 use psp_gateway_e2e::{Gateway, Workspace};
 
 const SHARED_SECRET: &str = "1c0994cc4e996e8c6ee56a2198f66f3c";
@@ -119,11 +124,7 @@ struct Sample {
     error: Option<String>,
 }
 
-async fn run(options: &Options) -> anyhow::Result<bool> {
-    let ws = Workspace::new();
-    ws.install("sandbox", "sandbox");
-    let config = ws.write_config(
-        r#"
+const GATEWAY_CONFIG: &str = r#"
 [plugins]
 dir = "plugins"
 [[gateways]]
@@ -132,8 +133,13 @@ plugin = "sandbox"
 shared_secret = "${CL_SHARED_SECRET}"
 [gateways.settings]
 webhook_secret = "${SANDBOX_WEBHOOK_SECRET}"
-"#,
-    );
+"#;
+
+/// One gateway process on `store_url` (with its workspace).
+fn start_gateway(store_url: &str) -> (Workspace, Gateway) {
+    let ws = Workspace::new();
+    ws.install("sandbox", "sandbox");
+    let config = ws.write_config_with("", store_url, GATEWAY_CONFIG);
     let gw = Gateway::start(
         &config,
         &[
@@ -141,6 +147,11 @@ webhook_secret = "${SANDBOX_WEBHOOK_SECRET}"
             ("SANDBOX_WEBHOOK_SECRET", "bench-webhook-secret"),
         ],
     );
+    (ws, gw)
+}
+
+async fn run(options: &Options) -> anyhow::Result<bool> {
+    let (_ws, gw) = start_gateway("sqlite://gateway.db");
     let sim = ClSimulator::new(&gw.url(""), GATEWAY, SHARED_SECRET);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(options.concurrency)
@@ -222,7 +233,93 @@ webhook_secret = "${SANDBOX_WEBHOOK_SECRET}"
             "note: the authorize (max) run used all {max_bodies} pre-built bodies and ended early"
         );
     }
-    Ok(warm_up.errors + max.errors + fixed.errors > 0)
+    let stores = postgres_runs(options, &client, &max).await;
+    Ok(warm_up.errors + max.errors + fixed.errors + stores > 0)
+}
+
+/// Run d): the same max-throughput authorize run on PostgreSQL with one replica and with
+/// three, after a warm-up each; prints their table against SQLite's run. Returns errors.
+async fn postgres_runs(options: &Options, client: &reqwest::Client, sqlite: &Run) -> usize {
+    let cluster = match Cluster::start_durable() {
+        Ok(c) => c,
+        Err(e) => panic!("the PostgreSQL runs need a cluster: {e}"),
+    };
+    cluster.clean_up_at_exit();
+    let mut rows = Vec::new();
+    let mut errors = 0;
+    for replicas in [1usize, 3] {
+        let url = format!("{}?pool_max=16", cluster.database().await);
+        let deployment: Vec<_> = (0..replicas).map(|_| start_gateway(&url)).collect();
+        let sims: Vec<_> = deployment
+            .iter()
+            .map(|(_, gw)| ClSimulator::new(&gw.url(""), GATEWAY, SHARED_SECRET))
+            .collect();
+        let count = (sqlite.throughput() * 3.0) as usize * options.duration.as_secs() as usize;
+        let count = count.clamp(1_000, 200_000);
+        let spread = |n: usize| {
+            let per: Vec<_> = sims
+                .iter()
+                .map(|sim| prepare(sim, n / sims.len() + 1))
+                .collect();
+            let urls: Vec<_> = sims.iter().map(|sim| sim.url(Action::Authorize)).collect();
+            spread_requests(client, urls, per)
+        };
+        let name: &'static str = if replicas == 1 {
+            "postgres, 1 replica (max)"
+        } else {
+            "postgres, 3 replicas (max)"
+        };
+        let warm = closed_loop(
+            "warm-up",
+            options.concurrency,
+            Duration::from_secs(1),
+            1_500,
+            spread(1_500),
+        )
+        .await;
+        let run = closed_loop(
+            name,
+            options.concurrency,
+            options.duration,
+            count,
+            spread(count),
+        )
+        .await;
+        errors += warm.errors + run.errors;
+        rows.push(run);
+    }
+    println!("durable authorizes by store (PostgreSQL with fsync on, as SQLite's commits):");
+    print_header();
+    sqlite.print();
+    for r in &rows {
+        r.print();
+    }
+    for r in &rows {
+        println!(
+            "ratio {} / sqlite throughput: {:.2}",
+            r.name,
+            r.throughput() / sqlite.throughput()
+        );
+    }
+    errors
+}
+
+/// Requests spread over several gateways in turn, each with its own pre-built bodies.
+fn spread_requests(
+    client: &reqwest::Client,
+    urls: Vec<String>,
+    bodies: Vec<Vec<Prepared>>,
+) -> MakeRequest {
+    let client = client.clone();
+    let n = urls.len();
+    Arc::new(move |i| {
+        let p = &bodies[i % n][i / n];
+        client
+            .post(&urls[i % n])
+            .header("content-type", cl::JSON_API)
+            .header(cl::SIGNATURE_HEADER, &p.signature)
+            .body(p.body.clone())
+    })
 }
 
 /// Requests that post the pre-built bodies, one per index.

@@ -136,13 +136,25 @@ pub struct Cluster {
     data: PathBuf,
     port: u16,
     root: bool,
+    /// fsync and synchronous commits off: fast tests, not crash-safe across an OS crash.
+    fast: bool,
 }
 
 // Some of these only the e2e crate's outage test uses (it includes this file too).
 #[allow(dead_code)]
 impl Cluster {
-    /// initdb into a temp dir and start it on a free port.
+    /// initdb into a temp dir and start it on a free port, tuned for tests (fsync off).
     pub fn start() -> Result<Cluster, String> {
+        Cluster::start_with(true)
+    }
+
+    /// A cluster with PostgreSQL's durable defaults (fsync on), for benchmarks that
+    /// compare it with SQLite's fsync'd commits.
+    pub fn start_durable() -> Result<Cluster, String> {
+        Cluster::start_with(false)
+    }
+
+    fn start_with(fast: bool) -> Result<Cluster, String> {
         let bin = find_bin_dir().ok_or(
             "initdb and pg_ctl not found on PATH nor under /usr/lib/postgresql/*/bin: \
              install Debian's `postgresql` package (apt-get install postgresql), \
@@ -185,6 +197,7 @@ impl Cluster {
             data,
             port,
             root,
+            fast,
         };
         cluster.start_again()?;
         Ok(cluster)
@@ -192,6 +205,11 @@ impl Cluster {
 
     /// (Re)starts the server on its port and waits until it accepts connections.
     pub fn start_again(&self) -> Result<(), String> {
+        let tuning = if self.fast {
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        } else {
+            ""
+        };
         let mut start = pg_command(&self.bin, "pg_ctl", self.root, &self.dir);
         start
             .arg("-D")
@@ -200,8 +218,7 @@ impl Cluster {
             .arg(self.dir.join("log"))
             .arg("-o")
             .arg(format!(
-                "-k {} -p {} -c listen_addresses=127.0.0.1 -c fsync=off \
-                 -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
+                "-k {} -p {} -c listen_addresses=127.0.0.1 {tuning} -c max_connections=300",
                 self.dir.display(),
                 self.port
             ))
