@@ -82,6 +82,21 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
+/// A command run from a test without cargo's per-test variables, which would change
+/// build-script inputs (ring's, for one) and make a nested build redo work the outer
+/// build already did. `CARGO_HOME` and `CARGO_TARGET_DIR` are kept.
+pub fn nested_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let keep = matches!(key.as_ref(), "CARGO_HOME" | "CARGO_TARGET_DIR");
+        if (key.starts_with("CARGO_") && !keep) || key == "OUT_DIR" {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    cmd
+}
+
 /// Builds the gateway binary (dev profile) and the plugins (wasm32-wasip2, `plugin` profile) once
 /// per process, so the tests never run against stale artifacts.
 pub fn ensure_built() {
@@ -89,17 +104,7 @@ pub fn ensure_built() {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let run = |args: &[&str]| {
-            let mut cmd = Command::new(&cargo);
-            // Cargo's per-test variables would change build-script inputs (ring's, for one)
-            // and make this nested build redo work the outer build already did.
-            for (key, _) in std::env::vars_os() {
-                let key = key.to_string_lossy();
-                let keep = matches!(key.as_ref(), "CARGO_HOME" | "CARGO_TARGET_DIR");
-                if (key.starts_with("CARGO_") && !keep) || key == "OUT_DIR" {
-                    cmd.env_remove(key.as_ref());
-                }
-            }
-            let status = cmd
+            let status = nested_command(&cargo)
                 .args(args)
                 .current_dir(workspace_root())
                 .status()

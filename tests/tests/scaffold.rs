@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use psp_gateway_e2e::{Gateway, Workspace, gateway_binary, target_dir, workspace_root};
+use psp_gateway_e2e::{
+    Gateway, Workspace, gateway_binary, nested_command, target_dir, workspace_root,
+};
 
 /// The working tree's files (tracked, and new ones not ignored), as `git` lists them.
 fn tree_files(root: &Path) -> Vec<PathBuf> {
@@ -25,16 +27,10 @@ fn tree_files(root: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// A command in `dir` without the outer cargo's per-test variables, building into the
-/// suite's own target directory (so dependencies are compiled once).
+/// A command in `dir` building into the suite's own target directory (so dependencies are
+/// compiled once).
 fn command(program: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
-    let mut cmd = Command::new(program);
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if (key.starts_with("CARGO_") && key != "CARGO_HOME") || key == "OUT_DIR" {
-            cmd.env_remove(key.as_ref());
-        }
-    }
+    let mut cmd = nested_command(program);
     cmd.env("CARGO_TARGET_DIR", target_dir()).current_dir(dir);
     cmd
 }
