@@ -79,11 +79,7 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
         )
         .run(outbox_stop.clone()),
     );
-    // Runs until the process exits: the drained calls keep their lease to the end.
-    tokio::spawn(crate::payments::keep_leases(
-        payments.clone(),
-        CancellationToken::new(),
-    ));
+    tokio::spawn(crate::payments::keep_leases(payments.clone()));
     let reconciler = tokio::spawn(crate::payments::reconcile_forever(
         payments.clone(),
         Duration::from_millis(config.reconciler.interval_ms),

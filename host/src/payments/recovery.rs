@@ -121,9 +121,6 @@ impl Payments {
     /// crash mid-check costs only a delay. Returns how many changed.
     pub async fn reconcile_once(&self) -> Result<usize, PaymentError> {
         let config = &self.inner.config.reconciler;
-        // A replica that died mid-call left `processing` rows: once their lease is over
-        // they are unknown like any cut-off call (a no-op on a one-process store).
-        self.recover_interrupted().await?;
         let now = now_ms();
         let due = self.inner.store.due_for_check(now, ROUND).await?;
         for txn in &due {
@@ -295,16 +292,21 @@ fn sync_call(txn: &Transaction) -> Option<Call> {
 /// Runs reconciler rounds: as soon as a row is due (sleeping at most `interval`), or when
 /// the engine says a row needs a check now.
 /// Renews this process's lease on the calls it is making, every third of the lease, so
-/// no other replica takes them over while this one lives. Ends with `stop`.
-pub async fn keep_leases(payments: Payments, stop: CancellationToken) {
+/// no other replica takes them over while this one lives; and on the same tick takes over
+/// the calls of replicas that died mid-call (lease over: unknown like any cut-off call, a
+/// no-op on a one-process store), waking the reconciler for them. Runs until the process
+/// exits: calls drained at shutdown keep their lease to the end.
+pub async fn keep_leases(payments: Payments) {
     let every = Duration::from_millis(crate::store::CALL_LEASE_MS as u64 / 3);
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.cancelled() => return,
-        }
+        tokio::time::sleep(every).await;
         if let Err(e) = payments.inner.store.renew_leases(now_ms()).await {
             tracing::error!("renewing the leases on calls under way: {e}");
+        }
+        match payments.recover_interrupted().await {
+            Ok(0) => {}
+            Ok(_) => payments.inner.recovery_wake.notify_one(),
+            Err(e) => tracing::error!("taking over calls of stopped processes: {e}"),
         }
     }
 }
