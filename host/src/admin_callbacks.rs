@@ -6,6 +6,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -71,7 +72,13 @@ fn unavailable(e: StoreError) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, "store unavailable".into())
 }
 
-pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+pub async fn list(
+    State(state): State<AppState>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(StatusCode::BAD_REQUEST, "limit must be a number".into());
+    };
     let wanted = q.state.as_deref().unwrap_or("dead");
     let Some(wanted) = CallbackState::parse(wanted) else {
         return error(
@@ -89,7 +96,10 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> 
     }
 }
 
-pub async fn replay(State(state): State<AppState>, Path(id): Path<i64>) -> Response {
+pub async fn replay(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<i64>() else {
+        return error(StatusCode::BAD_REQUEST, "a callback id is a number".into());
+    };
     let now = now_ms();
     match state.payments.store().replay_callback(id, now).await {
         Ok(Replay::Requeued) => {

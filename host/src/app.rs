@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .route("/healthz", get(crate::ops::healthz))
         .route("/readyz", get(crate::ops::readyz))
+        .route("/openapi.json", get(crate::openapi::document))
         .route("/psp/{gateway}/webhook", post(crate::psp_webhooks::receive))
         .route(
             "/commercelayer/{gateway}/{action}",
@@ -49,7 +50,8 @@ pub fn admin_router(state: AppState) -> Router {
     finish(operator_routes(&state), state)
 }
 
-/// `/admin/*` (behind the admin token when one is set) and `/metrics`.
+/// `/admin/*` (behind the admin token when one is set), the page at `/admin` (its own
+/// sign-in) and `/metrics`.
 fn operator_routes(state: &AppState) -> Router<AppState> {
     let mut admin = Router::new()
         .route("/admin/plugins", get(crate::ops::plugins))
@@ -73,6 +75,7 @@ fn operator_routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/metrics", get(crate::ops::metrics))
         .merge(admin)
+        .merge(crate::admin_page::routes())
 }
 
 fn finish(app: Router<AppState>, state: AppState) -> Router {

@@ -4,6 +4,7 @@
 //! since it moves real money on a real PSP.
 
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -50,8 +51,12 @@ fn bad_request(message: impl Into<String>) -> Answer {
 pub async fn call(
     State(state): State<AppState>,
     Path((gateway, operation)): Path<(String, String)>,
-    Json(req): Json<CallRequest>,
+    req: Result<Json<CallRequest>, JsonRejection>,
 ) -> Answer {
+    let req = match req {
+        Ok(Json(req)) => req,
+        Err(e) => return bad_request(e.body_text()),
+    };
     let call = match build_call(&operation, req) {
         Ok(call) => call,
         Err(message) => return bad_request(message),

@@ -2,10 +2,12 @@
 //! over PSP adapters that run as sandboxed WebAssembly components.
 
 pub mod admin_callbacks;
+pub mod admin_page;
 pub mod app;
 pub mod check;
 pub mod config;
 pub mod diagnostics;
+pub mod openapi;
 pub mod ops;
 pub mod outbox;
 pub mod payments;

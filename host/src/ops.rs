@@ -4,6 +4,7 @@
 use std::time::SystemTime;
 
 use axum::Json;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
@@ -106,27 +107,34 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// A plugin file as the registry sees it: loaded, failed to load, or both (the last good
+/// version still serving after a bad one was dropped in).
 #[derive(Serialize)]
-struct PluginView {
-    name: String,
-    loaded: Option<LoadedView>,
-    last_error: Option<LoadError>,
+pub(crate) struct PluginView {
+    pub name: String,
+    pub loaded: Option<LoadedView>,
+    pub last_error: Option<LoadError>,
 }
 
 #[derive(Serialize)]
-struct LoadedView {
-    plugin_name: String,
-    version: String,
-    contract: String,
-    operations: Vec<String>,
-    content_hash: String,
+pub(crate) struct LoadedView {
+    pub plugin_name: String,
+    pub version: String,
+    pub contract: String,
+    pub operations: Vec<String>,
+    pub content_hash: String,
     #[serde(serialize_with = "serialize_time")]
-    loaded_at: SystemTime,
-    source: ArtifactSource,
-    load_ms: u64,
+    pub loaded_at: SystemTime,
+    pub source: ArtifactSource,
+    pub load_ms: u64,
 }
 
 pub async fn plugins(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "plugins": plugin_views(&state) }))
+}
+
+/// Every plugin the registry knows, by name.
+pub(crate) fn plugin_views(state: &AppState) -> Vec<PluginView> {
     let registry = state.plugins.registry();
     let mut errors = registry.errors();
     let mut views: Vec<PluginView> = registry
@@ -158,7 +166,7 @@ pub async fn plugins(State(state): State<AppState>) -> Json<serde_json::Value> {
         last_error: Some(e),
     }));
     views.sort_by(|a, b| a.name.cmp(&b.name));
-    Json(serde_json::json!({ "plugins": views }))
+    views
 }
 
 #[derive(serde::Deserialize)]
@@ -171,8 +179,15 @@ pub struct TransactionFilter {
 /// operator, newest first, with when each is checked next.
 pub async fn transactions(
     State(state): State<AppState>,
-    Query(filter): Query<TransactionFilter>,
+    filter: Result<Query<TransactionFilter>, QueryRejection>,
 ) -> Response {
+    let Ok(Query(filter)) = filter else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"error": "status is required; limit is a number"})),
+        )
+            .into_response();
+    };
     let known = [
         "processing",
         "approved",
