@@ -90,8 +90,6 @@ impl std::fmt::Display for Response {
     }
 }
 
-/// What a pending transaction's callback settles.
-
 /// CL's HTTP side for one external gateway of one host: where to send, how to sign.
 #[derive(Clone)]
 pub struct ClClient {
