@@ -25,9 +25,9 @@ pub struct Prepared {
 /// The authorize document a run sends copies of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodySize {
-    /// The simulator's sample order: two SKU lines, shipping, a discount (about 15 kB).
+    /// The simulator's sample order: two SKU lines, shipping, a discount (about 28 kB).
     Small,
-    /// A 60-line cart: what a big basket costs the gateway to parse (about 150 kB).
+    /// A 60-line cart: what a big basket costs the gateway to parse (several times larger).
     Large,
 }
 
