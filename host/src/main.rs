@@ -1,7 +1,10 @@
-//! The `psp-gateway` command: `serve`, `check`, `sign` and `plugin new`.
+//! The `psp-gateway` command: `serve`, `check`, `sign`, `plugin new`, and the operator's
+//! client commands `trigger` (one test call, its callback) and `load` (a load run), which
+//! use the client crate's Commerce Layer documents, as the end-to-end tests do.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
@@ -47,6 +50,12 @@ enum Command {
         #[arg(long)]
         secret_env: String,
     },
+    /// Send one test call to a running gateway and print each request's path and the answer;
+    /// wait for (and print) the callback of an asynchronous (202) answer.
+    Trigger(TriggerArgs),
+    /// Send unique signed authorizes to a running gateway at a fixed rate or concurrency and
+    /// print throughput, status counts and latency percentiles.
+    Load(LoadArgs),
     /// Plugin authoring.
     Plugin {
         #[command(subcommand)]
@@ -64,6 +73,94 @@ enum PluginCommand {
         #[arg(long, default_value = "plugins")]
         dir: PathBuf,
     },
+}
+
+/// Where the gateway is and how to sign: what `trigger` and `load` share.
+#[derive(clap::Args)]
+struct Target {
+    /// The gateway's base URL.
+    #[arg(long, value_name = "http://HOST:PORT")]
+    url: String,
+    /// The gateway's id (the `{gateway}` path segment).
+    #[arg(long, value_name = "NAME")]
+    gateway: String,
+    /// The environment variable that holds the shared secret (PGM: the bearer token), never
+    /// an argument, which other users of the machine can see.
+    #[arg(long, value_name = "VAR")]
+    secret_env: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct TriggerArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Which front to call.
+    #[arg(long, value_enum, default_value_t = FrontArg::CommerceLayer)]
+    front: FrontArg,
+    /// Commerce Layer: authorize, capture, void, refund (each after an authorize), token.
+    /// PGM: pay, refund, status (after a pay).
+    #[arg(value_enum)]
+    action: ActionArg,
+    /// Amount in cents (default: the sample order's total, 12200).
+    #[arg(long, value_name = "CENTS")]
+    amount: Option<i64>,
+    #[arg(long, default_value = "EUR")]
+    currency: String,
+    /// The payment source token; on the sandbox plugin `tok_pending` answers 202.
+    #[arg(long, value_name = "TOKEN", default_value = "tok_visa")]
+    card_token: String,
+    /// Local port to receive callbacks on (default: a free one); the gateway's
+    /// `webhook_endpoint_url` (PGM: `pgm_callback_url`) must point to it.
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    callback_port: u16,
+    /// How long to wait for a callback.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    wait: Duration,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FrontArg {
+    CommerceLayer,
+    Pgm,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ActionArg {
+    Authorize,
+    Capture,
+    Void,
+    Refund,
+    Token,
+    Pay,
+    Status,
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Open loop: this many authorizes per second, whatever the answers take.
+    #[arg(
+        long,
+        value_name = "N",
+        required_unless_present = "concurrency",
+        conflicts_with = "concurrency"
+    )]
+    rate: Option<u32>,
+    /// Closed loop: this many authorizes in flight.
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    duration: Duration,
+    /// small: the sample order (2 lines); large: a 60-line cart.
+    #[arg(long, value_enum, default_value_t = BodySizeArg::Small)]
+    body_size: BodySizeArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BodySizeArg {
+    Small,
+    Large,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +189,8 @@ fn main() -> ExitCode {
         },
         Command::Check { config } => runtime.block_on(check(config)),
         Command::Sign { secret_env } => sign(&secret_env),
+        Command::Trigger(args) => runtime.block_on(trigger(args)),
+        Command::Load(args) => runtime.block_on(load(args)),
         Command::Plugin {
             command: PluginCommand::New { name, dir },
         } => match psp_gateway::scaffold::new_plugin(&dir, &name) {
@@ -106,6 +205,110 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// The secret named by `--secret-env`: `Ok(None)` when no variable was named, an error
+/// message when it is named but unset or empty.
+fn secret_from(secret_env: Option<&str>) -> Result<Option<String>, String> {
+    let Some(var) = secret_env else {
+        return Ok(None);
+    };
+    match std::env::var(var) {
+        Ok(s) if !s.is_empty() => Ok(Some(s)),
+        _ => Err(format!("environment variable {var} is not set (or empty)")),
+    }
+}
+
+async fn trigger(args: TriggerArgs) -> ExitCode {
+    use psp_gateway_client::trigger::{self, Front, TriggerAction};
+    let secret = match secret_from(args.target.secret_env.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = trigger::TriggerOptions {
+        url: args.target.url,
+        gateway: args.target.gateway,
+        secret,
+        front: match args.front {
+            FrontArg::CommerceLayer => Front::CommerceLayer,
+            FrontArg::Pgm => Front::Pgm,
+        },
+        action: match args.action {
+            ActionArg::Authorize => TriggerAction::Authorize,
+            ActionArg::Capture => TriggerAction::Capture,
+            ActionArg::Void => TriggerAction::Void,
+            ActionArg::Refund => TriggerAction::Refund,
+            ActionArg::Token => TriggerAction::Token,
+            ActionArg::Pay => TriggerAction::Pay,
+            ActionArg::Status => TriggerAction::Status,
+        },
+        amount_cents: args.amount,
+        currency: args.currency,
+        card_token: args.card_token,
+        callback_port: args.callback_port,
+        wait: args.wait,
+    };
+    let mut out = std::io::stdout();
+    match trigger::run(&options, &mut out).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn load(args: LoadArgs) -> ExitCode {
+    use psp_gateway_client::load::BodySize;
+    use psp_gateway_client::load::command::{self, LoadOptions, Pace};
+    let secret = match secret_from(args.target.secret_env.as_deref()) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            eprintln!("error: load signs its calls: give the shared secret with --secret-env");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let pace = match (args.rate, args.concurrency) {
+        (Some(rate), _) => Pace::Rate(rate),
+        (None, Some(concurrency)) => Pace::Concurrency(concurrency),
+        // clap requires one of them (`required_unless_present`).
+        (None, None) => unreachable!("--rate or --concurrency is required"),
+    };
+    let options = LoadOptions {
+        url: args.target.url,
+        gateway: args.target.gateway,
+        shared_secret: secret,
+        pace,
+        duration: args.duration,
+        body_size: match args.body_size {
+            BodySizeArg::Small => BodySize::Small,
+            BodySizeArg::Large => BodySize::Large,
+        },
+    };
+    match command::run(&options).await {
+        Ok(outcome) => {
+            print!("{}", outcome.run.report());
+            if let Some(n) = outcome.ended_early {
+                println!("note: the run sent all {n} pre-built bodies and ended early");
+            }
+            if outcome.run.errors > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

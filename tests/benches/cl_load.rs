@@ -10,15 +10,20 @@
 //!    over them), as ratios against SQLite's run a).
 //!
 //! Authorize bodies are full CL documents built by the simulator and signed before timing.
+//! Preparing, the loops and the figures are the client crate's (`psp_gateway_client::load`),
+//! the code `psp-gateway load` measures with.
 //!
 //! `cargo bench -p psp-gateway-e2e --profile dev --bench cl_load [-- --quick]
 //! [--concurrency N] [--seconds S] [--rate R]`. Exits non-zero only if an authorize call
 //! fails (anything but 200); the figures are for reading, not asserting.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use psp_gateway_client::load::{
+    self, BodySize, Prepared, Progress, Run, authorize_requests, closed_loop, open_loop,
+    print_header, spread_requests,
+};
 use psp_gateway_e2e::cl::{self, Action, ClSimulator, ExternalPayment, Order};
 use psp_gateway_e2e::pg_cluster::Cluster;
 use psp_gateway_e2e::{Gateway, Workspace};
@@ -66,62 +71,6 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
-}
-
-/// One signed request, ready to send.
-struct Prepared {
-    body: Vec<u8>,
-    signature: String,
-}
-
-/// Latencies and outcomes of one measured run.
-struct Run {
-    name: &'static str,
-    latencies_us: Vec<u64>,
-    errors: usize,
-    elapsed: Duration,
-    first_error: Option<String>,
-}
-
-impl Run {
-    fn requests(&self) -> usize {
-        self.latencies_us.len()
-    }
-
-    fn throughput(&self) -> f64 {
-        self.requests() as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn percentile_ms(&self, p: f64) -> f64 {
-        let mut sorted = self.latencies_us.clone();
-        sorted.sort_unstable();
-        match sorted.len() {
-            0 => 0.0,
-            n => sorted[((n - 1) as f64 * p).round() as usize] as f64 / 1000.0,
-        }
-    }
-
-    fn print(&self) {
-        println!(
-            "{:<28} {:>8} {:>7} {:>10.0} {:>9.2} {:>9.2} {:>9.2}",
-            self.name,
-            self.requests(),
-            self.errors,
-            self.throughput(),
-            self.percentile_ms(0.50),
-            self.percentile_ms(0.99),
-            self.percentile_ms(1.0),
-        );
-        if let Some(e) = &self.first_error {
-            println!("    first error: {e}");
-        }
-    }
-}
-
-/// What one request's task reports back.
-struct Sample {
-    latency: Duration,
-    error: Option<String>,
 }
 
 const GATEWAY_CONFIG: &str = r#"
@@ -173,6 +122,7 @@ async fn run(options: &Options) -> anyhow::Result<bool> {
         options.duration,
         usize::MAX,
         Arc::new(move |_| healthz_client.get(&healthz_url)),
+        &Progress::new(),
     )
     .await;
 
@@ -200,6 +150,7 @@ async fn run(options: &Options) -> anyhow::Result<bool> {
         Duration::from_secs(1),
         warm_count,
         authorize_requests(&client, &url, prepare(&sim, warm_count)),
+        &Progress::new(),
     )
     .await;
     let body_len = cl::authorize_body(&ExternalPayment::new(&Order::sample(), "tok_visa"))
@@ -214,11 +165,20 @@ async fn run(options: &Options) -> anyhow::Result<bool> {
         options.duration,
         max_bodies,
         authorize_requests(&client, &url, prepare(&sim, max_bodies)),
+        &Progress::new(),
     )
     .await;
 
     let fixed_count = (options.rate as usize) * options.duration.as_secs() as usize;
-    let fixed = open_loop(&client, &url, options, prepare(&sim, fixed_count)).await;
+    let fixed = open_loop(
+        "authorize (fixed rate)",
+        &client,
+        &url,
+        options.rate,
+        prepare(&sim, fixed_count),
+        &Progress::new(),
+    )
+    .await;
 
     print_header();
     for r in [&healthz, &warm_up, &max, &fixed] {
@@ -275,6 +235,7 @@ async fn postgres_runs(options: &Options, client: &reqwest::Client, sqlite: &Run
             Duration::from_secs(1),
             1_500,
             spread(1_500),
+            &Progress::new(),
         )
         .await;
         let run = closed_loop(
@@ -283,6 +244,7 @@ async fn postgres_runs(options: &Options, client: &reqwest::Client, sqlite: &Run
             options.duration,
             count,
             spread(count),
+            &Progress::new(),
         )
         .await;
         errors += warm.errors + run.errors;
@@ -304,172 +266,9 @@ async fn postgres_runs(options: &Options, client: &reqwest::Client, sqlite: &Run
     errors
 }
 
-/// Requests spread over several gateways in turn, each with its own pre-built bodies.
-fn spread_requests(
-    client: &reqwest::Client,
-    urls: Vec<String>,
-    bodies: Vec<Vec<Prepared>>,
-) -> MakeRequest {
-    let client = client.clone();
-    let n = urls.len();
-    Arc::new(move |i| {
-        let p = &bodies[i % n][i / n];
-        client
-            .post(&urls[i % n])
-            .header("content-type", cl::JSON_API)
-            .header(cl::SIGNATURE_HEADER, &p.signature)
-            .body(p.body.clone())
-    })
-}
-
-/// Requests that post the pre-built bodies, one per index.
-fn authorize_requests(client: &reqwest::Client, url: &str, bodies: Vec<Prepared>) -> MakeRequest {
-    let (client, url) = (client.clone(), url.to_owned());
-    Arc::new(move |i| {
-        let p = &bodies[i];
-        client
-            .post(&url)
-            .header("content-type", cl::JSON_API)
-            .header(cl::SIGNATURE_HEADER, &p.signature)
-            .body(p.body.clone())
-    })
-}
-
-fn print_header() {
-    println!(
-        "{:<28} {:>8} {:>7} {:>10} {:>9} {:>9} {:>9}",
-        "run", "requests", "errors", "req/s", "p50 ms", "p99 ms", "max ms"
-    );
-}
-
-/// `count` distinct authorize bodies, signed. The simulator builds one document; each
-/// copy gets a fresh external payment id (the authorize's natural key) and order id by
-/// substitution in the serialised bytes, which costs a fraction of building a new document.
+/// `count` distinct signed authorize bodies of the sample order for `sim`'s gateway.
 fn prepare(sim: &ClSimulator, count: usize) -> Vec<Prepared> {
-    let started = Instant::now();
-    let order = Order::sample();
-    let payment = ExternalPayment::new(&order, "tok_visa");
-    let (template, _) = sim.encode(&cl::authorize_body(&payment));
-    let template = String::from_utf8(template).expect("JSON is UTF-8");
-    let prepared: Vec<Prepared> = (0..count)
-        .map(|_| {
-            // Ids are random 10-character strings, so they occur nowhere else in the text.
-            let body = template
-                .replace(&payment.id, &cl::new_id())
-                .replace(&order.id, &cl::new_id())
-                .into_bytes();
-            let signature = sim.sign(&body);
-            Prepared { body, signature }
-        })
-        .collect();
-    eprintln!(
-        "prepared {count} signed authorize bodies of {} bytes in {:.1} s",
-        template.len(),
-        started.elapsed().as_secs_f64()
-    );
-    prepared
-}
-
-/// Sends a request and reports its latency and whether it failed (anything but 200).
-async fn measure(request: reqwest::RequestBuilder, since: Instant) -> Sample {
-    let error = match request.send().await {
-        Ok(reply) => {
-            let status = reply.status();
-            let body = reply.bytes().await;
-            match body {
-                // 200 is the only success: an authorize answering 202 (pending) would be a
-                // different measurement.
-                Ok(_) if status == reqwest::StatusCode::OK => None,
-                Ok(body) => Some(format!("{status} {}", String::from_utf8_lossy(&body))),
-                Err(e) => Some(e.to_string()),
-            }
-        }
-        Err(e) => Some(e.to_string()),
-    };
-    Sample {
-        latency: since.elapsed(),
-        error,
-    }
-}
-
-/// Builds the request with the given index.
-type MakeRequest = Arc<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Sync>;
-
-/// `concurrency` workers, each sending its next request as soon as the previous answers,
-/// until the duration is over or `limit` requests have been sent.
-async fn closed_loop(
-    name: &'static str,
-    concurrency: usize,
-    duration: Duration,
-    limit: usize,
-    request: MakeRequest,
-) -> Run {
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let deadline = started + duration;
-    let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (next, request) = (next.clone(), request.clone());
-            tokio::spawn(async move {
-                let mut samples = Vec::new();
-                while Instant::now() < deadline {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= limit {
-                        break;
-                    }
-                    samples.push(measure(request(i), Instant::now()).await);
-                }
-                samples
-            })
-        })
-        .collect();
-    let mut samples = Vec::new();
-    for w in workers {
-        samples.extend(w.await.expect("worker"));
-    }
-    summarise(name, samples, started.elapsed())
-}
-
-/// Sends one request per planned instant (`rate` per second), each in its own task, and
-/// measures from the planned instant rather than the actual send.
-async fn open_loop(
-    client: &reqwest::Client,
-    url: &str,
-    options: &Options,
-    bodies: Vec<Prepared>,
-) -> Run {
-    let interval = Duration::from_secs_f64(1.0 / f64::from(options.rate.max(1)));
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(bodies.len());
-    for (i, p) in bodies.into_iter().enumerate() {
-        let planned = started + interval * i as u32;
-        tokio::time::sleep_until(planned.into()).await;
-        let request = client
-            .post(url)
-            .header("content-type", cl::JSON_API)
-            .header(cl::SIGNATURE_HEADER, p.signature)
-            .body(p.body);
-        tasks.push(tokio::spawn(measure(request, planned)));
-    }
-    let mut samples = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        samples.push(t.await.expect("request task"));
-    }
-    let name = "authorize (fixed rate)";
-    summarise(name, samples, started.elapsed())
-}
-
-fn summarise(name: &'static str, samples: Vec<Sample>, elapsed: Duration) -> Run {
-    let errors = samples.iter().filter(|s| s.error.is_some()).count();
-    let first_error = samples.iter().find_map(|s| s.error.clone());
-    Run {
-        name,
-        latencies_us: samples
-            .iter()
-            .map(|s| s.latency.as_micros() as u64)
-            .collect(),
-        errors,
-        elapsed,
-        first_error,
-    }
+    let pool = load::prepare(sim.client(), count, BodySize::Small);
+    eprintln!("{}", pool.describe());
+    pool.bodies
 }
