@@ -10,6 +10,8 @@ use serde_json::{Map, Value, json};
 
 mod notification;
 
+/// Reachable natively for the `adyen` fuzz target (fuzz/), which feeds notifications to them.
+pub use notification::{event as notification_events, handle as handle_notifications};
 pub use notification::{signing_string, verify_item};
 
 /// Setting: the Checkout API key, sent as `X-API-Key`.

@@ -22,7 +22,8 @@ use crate::plugins::types::Operation;
 use crate::signature::constant_time_eq;
 use crate::store::{Action, NewCallback, Status, StoredAnswer, Transaction};
 
-mod parse;
+/// Public for the `pgm` fuzz target (fuzz/), which feeds it arbitrary bodies.
+pub mod parse;
 mod subscription;
 
 use parse::{amount, currency, parse_json, required_str, sale_request, source_token};

@@ -1,4 +1,5 @@
 //! PGM request bodies: the fields every call shares, checked with errors that name them.
+//! Public (not `pub(super)`) because the `pgm` fuzz target calls these parsers directly.
 
 use serde_json::Value;
 
@@ -7,7 +8,7 @@ use crate::payments::PaymentRequest;
 use crate::store::Action;
 
 /// A required positive integer amount in minor units.
-pub(super) fn amount(body: &Value) -> Result<u64, PgmError> {
+pub fn amount(body: &Value) -> Result<u64, PgmError> {
     match body.get("amount") {
         None | Some(Value::Null) => Err(bad_request("`amount` is required")),
         Some(v) => v.as_u64().filter(|a| *a > 0).ok_or_else(|| {
@@ -16,14 +17,16 @@ pub(super) fn amount(body: &Value) -> Result<u64, PgmError> {
     }
 }
 
-pub(super) fn required_str<'a>(body: &'a Value, field: &str) -> Result<&'a str, PgmError> {
+/// A required non-blank string field.
+pub fn required_str<'a>(body: &'a Value, field: &str) -> Result<&'a str, PgmError> {
     body.get(field)
         .and_then(Value::as_str)
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| bad_request(format!("`{field}` is required")))
 }
 
-pub(super) fn currency(body: &Value) -> Result<String, PgmError> {
+/// A required ISO 4217 code (three ASCII letters), upper-cased.
+pub fn currency(body: &Value) -> Result<String, PgmError> {
     let c = required_str(body, "currency")?;
     if c.len() == 3 && c.chars().all(|ch| ch.is_ascii_alphabetic()) {
         Ok(c.to_ascii_uppercase())
@@ -33,7 +36,7 @@ pub(super) fn currency(body: &Value) -> Result<String, PgmError> {
 }
 
 /// `providerData.paymentSourceToken` (or `providerData.token`).
-pub(super) fn source_token(body: &Value) -> Result<String, PgmError> {
+pub fn source_token(body: &Value) -> Result<String, PgmError> {
     let data = body.get("providerData");
     data.and_then(|d| d.get("paymentSourceToken").or_else(|| d.get("token")))
         .and_then(Value::as_str)
@@ -42,7 +45,8 @@ pub(super) fn source_token(body: &Value) -> Result<String, PgmError> {
         .ok_or_else(|| bad_request("`providerData.paymentSourceToken` is required"))
 }
 
-pub(super) fn parse_json(bytes: &[u8]) -> Result<Value, PgmError> {
+/// The body as a JSON object.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, PgmError> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| bad_request(format!("the body is not JSON: {e}")))?;
     if value.is_object() {
@@ -52,7 +56,8 @@ pub(super) fn parse_json(bytes: &[u8]) -> Result<Value, PgmError> {
     }
 }
 
-pub(super) fn sale_request(
+/// The engine's sale request for a PGM `pay`.
+pub fn sale_request(
     gateway: &str,
     shop_transaction_id: &str,
     amount_cents: u64,

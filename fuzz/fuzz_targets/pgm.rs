@@ -1,0 +1,4 @@
+//! Fuzz target `pgm`: the property is `psp_gateway_fuzz::pgm::check` (fuzz/src/lib.rs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| psp_gateway_fuzz::pgm::check(data));
