@@ -344,7 +344,11 @@ pub fn parse(gateway: &str, action: Action, body: &[u8]) -> Result<PaymentReques
             req.natural_key = data.id.to_owned();
         }
     }
-    if action != Action::Token && req.currency.len() != 3 {
+    // Three ASCII letters, upper-cased: what plugins forward to the PSP as ISO 4217 (the
+    // fuzzer found "EU&" accepted when only the length was checked).
+    let letters = req.currency.len() == 3 && req.currency.bytes().all(|b| b.is_ascii_alphabetic());
+    req.currency.make_ascii_uppercase();
+    if action != Action::Token && !letters {
         return Err(err(
             if matches!(action, Action::Authorize | Action::Sale) {
                 "included order.attributes.currency_code"
@@ -360,6 +364,23 @@ pub fn parse(gateway: &str, action: Action, body: &[u8]) -> Result<PaymentReques
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_currency_is_three_letters_upper_cased() {
+        let body = |code: &str| {
+            serde_json::to_vec(
+                &serde_json::json!({"data": {"id": "c1", "type": "authorizations",
+                "attributes": {"token": "t1", "currency_code": code, "amount_cents": 1000,
+                "capture_amount_cents": 1000}}}),
+            )
+            .unwrap()
+        };
+        for bad in ["EU&", "E1R", "EURO", "", "€"] {
+            assert!(parse("gw", Action::Capture, &body(bad)).is_err(), "{bad:?}");
+        }
+        let req = parse("gw", Action::Capture, &body("eur")).unwrap();
+        assert_eq!(req.currency, "EUR");
+    }
     use serde_json::json;
 
     fn authorize_doc() -> Value {
