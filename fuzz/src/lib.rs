@@ -163,34 +163,9 @@ pub mod pgm {
         if let Some(options) = options {
             let back: Value = serde_json::from_str(req.options_json.as_deref().unwrap())
                 .expect("options are JSON");
-            assert!(super::same_json(&back, options), "{back} != {options}");
+            // Exact, floats included: serde_json's float_roundtrip feature is on.
+            assert_eq!(&back, options);
         }
-    }
-}
-
-/// JSON equality where a float may come back one unit in the last place off: serde_json's
-/// default float parsing does not always round-trip (its `float_roundtrip` feature would,
-/// at a cost on every parse). PSP options are passed through as text, so that is the only
-/// change the host may make to them; integers must be exact.
-fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
-            let (x, y) = (
-                x.as_f64().unwrap_or(f64::NAN),
-                y.as_f64().unwrap_or(f64::NAN),
-            );
-            x == y || (x - y).abs() <= 4.0 * f64::EPSILON * x.abs().max(y.abs())
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
-        }
-        _ => a == b,
     }
 }
 
