@@ -164,3 +164,50 @@ async fn misbehaving_plugins_fail_typed_and_alone() {
             .contains("forbidden.example.com")
     }));
 }
+
+/// Every call gets an instance holding only the component's initial image: statics reset,
+/// memory beyond it zero, even in a slot a memory bomb has just filled (the pooling
+/// allocator recycles slots and keeps some of their memory resident).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_state_survives_between_calls() {
+    let (_ws, gw) = start();
+    let client = reqwest::Client::new();
+    for round in 0..3 {
+        let (status, body) = authorize(&client, &gw, "bad", "memory").await;
+        assert_eq!(
+            (status, &body["kind"]),
+            (502, &json!("out_of_memory")),
+            "{body}"
+        );
+        for i in 0..10 {
+            let (status, body) = authorize(&client, &gw, "bad", "remember").await;
+            assert_eq!(
+                (status, body["result"].as_str()),
+                (200, Some("approved")),
+                "round {round}, call {i}: {body}"
+            );
+        }
+        let mut together = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (client, url) = (client.clone(), gw.url("/admin/gateways/bad/call/authorize"));
+            together.spawn(async move {
+                let resp = client
+                    .post(url)
+                    .bearer_auth(ADMIN)
+                    .json(&json!({"idempotency_key": "k-remember", "amount_cents": 100, "payment_source_token": "remember"}))
+                    .send()
+                    .await
+                    .expect("request");
+                (resp.status().as_u16(), resp.json::<Value>().await.expect("json"))
+            });
+        }
+        while let Some(answer) = together.join_next().await {
+            let (status, body) = answer.unwrap();
+            assert_eq!(
+                (status, body["result"].as_str()),
+                (200, Some("approved")),
+                "{body}"
+            );
+        }
+    }
+}
