@@ -152,13 +152,15 @@ struct LoadArgs {
     concurrency: Option<usize>,
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     duration: Duration,
-    /// small: the sample order (2 lines); large: a 60-line cart.
+    /// minimal: the order alone (about 3 kB); small: the sample order with its includes
+    /// (2 lines, about 28 kB); large: a 60-line cart.
     #[arg(long, value_enum, default_value_t = BodySizeArg::Small)]
     body_size: BodySizeArg,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum BodySizeArg {
+    Minimal,
     Small,
     Large,
 }
@@ -289,6 +291,7 @@ async fn load(args: LoadArgs) -> ExitCode {
         pace,
         duration: args.duration,
         body_size: match args.body_size {
+            BodySizeArg::Minimal => BodySize::Minimal,
             BodySizeArg::Small => BodySize::Small,
             BodySizeArg::Large => BodySize::Large,
         },

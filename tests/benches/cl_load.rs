@@ -5,6 +5,11 @@
 //! c) authorize at a fixed rate (open loop: latency counted from each call's planned send
 //!    time, so a stalled server cannot hide its stall by slowing the sender down).
 //!
+//! e) the same max-throughput authorize with the minimal (about 3 kB) body, and the
+//!    baseline: a stateless endpoint in plain Node.js (tests/fakes/baseline/cl_endpoint.mjs:
+//!    verify the signature, parse, answer) driven with the same bodies at both sizes;
+//!    the ratios gateway / Node.js are printed.
+//!
 //! d) durable authorizes at maximum throughput on PostgreSQL (a throwaway cluster with fsync
 //!    on, as SQLite's commits are fsync'd), with one replica and with three (requests spread
 //!    over them), as ratios against SQLite's run a).
@@ -21,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use psp_gateway_client::load::{
-    self, BodySize, Prepared, Progress, Run, authorize_requests, closed_loop, open_loop,
-    print_header, spread_requests,
+    self, BodySize, Prepared, Progress, Run, authorize_requests, closed_loop, cycling_requests,
+    open_loop, print_header, spread_requests,
 };
 use psp_gateway_e2e::cl::{self, Action, ClSimulator, ExternalPayment, Order};
 use psp_gateway_e2e::pg_cluster::Cluster;
@@ -180,21 +185,51 @@ async fn run(options: &Options) -> anyhow::Result<bool> {
     )
     .await;
 
+    let minimal_count = ((warm_up.throughput() * 4.0) as usize
+        * options.duration.as_secs() as usize)
+        .clamp(1_000, MAX_POOL_BYTES / load::body_len(BodySize::Minimal));
+    let minimal = closed_loop(
+        "authorize 3 kB (max)",
+        options.concurrency,
+        options.duration,
+        minimal_count,
+        authorize_requests(
+            &client,
+            &url,
+            prepare_sized(&sim, minimal_count, BodySize::Minimal),
+        ),
+        &Progress::new(),
+    )
+    .await;
+    let baselines = node_runs(options, &client, &sim).await;
+
     print_header();
-    for r in [&healthz, &warm_up, &max, &fixed] {
+    for r in [&healthz, &warm_up, &max, &fixed, &minimal] {
+        r.print();
+    }
+    for r in &baselines {
         r.print();
     }
     println!(
-        "ratio authorize/healthz throughput: {:.3}",
-        max.throughput() / healthz.throughput()
+        "ratio authorize/healthz throughput: {:.3} (28 kB), {:.3} (3 kB)",
+        max.throughput() / healthz.throughput(),
+        minimal.throughput() / healthz.throughput()
     );
+    if let [node_minimal, node_small] = &baselines[..] {
+        println!(
+            "ratio authorize/node baseline throughput: {:.2} (3 kB), {:.2} (28 kB)",
+            minimal.throughput() / node_minimal.throughput(),
+            max.throughput() / node_small.throughput()
+        );
+    }
     if max.requests() == max_bodies {
         println!(
             "note: the authorize (max) run used all {max_bodies} pre-built bodies and ended early"
         );
     }
     let stores = postgres_runs(options, &client, &max).await;
-    Ok(warm_up.errors + max.errors + fixed.errors + stores > 0)
+    let baseline_errors: usize = baselines.iter().map(|r| r.errors).sum();
+    Ok(warm_up.errors + max.errors + fixed.errors + minimal.errors + baseline_errors + stores > 0)
 }
 
 /// Run d): the same max-throughput authorize run on PostgreSQL with one replica and with
@@ -268,7 +303,84 @@ async fn postgres_runs(options: &Options, client: &reqwest::Client, sqlite: &Run
 
 /// `count` distinct signed authorize bodies of the sample order for `sim`'s gateway.
 fn prepare(sim: &ClSimulator, count: usize) -> Vec<Prepared> {
-    let pool = load::prepare(sim.client(), count, BodySize::Small);
+    prepare_sized(sim, count, BodySize::Small)
+}
+
+fn prepare_sized(sim: &ClSimulator, count: usize, size: BodySize) -> Vec<Prepared> {
+    let pool = load::prepare(sim.client(), count, size);
     eprintln!("{}", pool.describe());
     pool.bodies
+}
+
+/// The Node.js baseline endpoint, stopped on drop.
+struct NodeBaseline {
+    child: std::process::Child,
+    url: String,
+}
+
+impl NodeBaseline {
+    fn start() -> NodeBaseline {
+        use std::io::BufRead;
+        let script = psp_gateway_e2e::workspace_root().join("tests/fakes/baseline/cl_endpoint.mjs");
+        let mut child = std::process::Command::new("node")
+            .arg(&script)
+            .env("CL_SHARED_SECRET", SHARED_SECRET)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("node {}: {e}", script.display()));
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("the baseline's first line");
+        let port = line
+            .trim()
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("the baseline printed {line:?}"));
+        NodeBaseline {
+            child,
+            url: format!("http://127.0.0.1:{port}/authorize"),
+        }
+    }
+}
+
+impl Drop for NodeBaseline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run e)'s baseline: the Node.js endpoint at maximum throughput with the minimal and the
+/// sample bodies (signed for the same secret; the endpoint keeps nothing, so a pool of
+/// bodies is sent round and round), each after a warm-up that lets V8 compile.
+async fn node_runs(options: &Options, client: &reqwest::Client, sim: &ClSimulator) -> Vec<Run> {
+    let node = NodeBaseline::start();
+    let mut runs = Vec::new();
+    for (name, size) in [
+        ("node baseline 3 kB (max)", BodySize::Minimal),
+        ("node baseline 28 kB (max)", BodySize::Small),
+    ] {
+        let bodies = || prepare_sized(sim, 2_000, size);
+        closed_loop(
+            "warm-up",
+            options.concurrency,
+            Duration::from_secs(1),
+            usize::MAX,
+            cycling_requests(client, &node.url, bodies()),
+            &Progress::new(),
+        )
+        .await;
+        runs.push(
+            closed_loop(
+                name,
+                options.concurrency,
+                options.duration,
+                usize::MAX,
+                cycling_requests(client, &node.url, bodies()),
+                &Progress::new(),
+            )
+            .await,
+        );
+    }
+    runs
 }

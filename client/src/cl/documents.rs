@@ -233,6 +233,12 @@ pub fn authorize_body(payment: &ExternalPayment) -> Value {
     document(payment.resource(), &payment.order)
 }
 
+/// The smallest authorize body CL could send: the external payment with only its order in
+/// `included` (no market, customer, addresses or line items); about 3 kB.
+pub fn minimal_authorize_body(payment: &ExternalPayment) -> Value {
+    json!({ "data": payment.resource(), "included": [payment.order.resource()] })
+}
+
 /// Body of a customer token call: the same shape as an authorize (the external payment to
 /// save to the customer's wallet, with its order).
 pub fn token_body(payment: &ExternalPayment) -> Value {

@@ -18,7 +18,7 @@ mod sign;
 pub use client::{Action, ClClient, Response};
 pub use documents::{
     Authorization, Capture, ExternalPayment, SavedSource, Settlement, authorize_body, capture_body,
-    find_included, refund_body, token_body, unresolved_linkages, void_body,
+    find_included, minimal_authorize_body, refund_body, token_body, unresolved_linkages, void_body,
 };
 pub use jsonapi::{formatted_amount, ident, new_id};
 pub use order::{Address, Customer, LineItem, Market, Order, Totals};

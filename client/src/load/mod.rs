@@ -25,6 +25,9 @@ pub struct Prepared {
 /// The authorize document a run sends copies of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodySize {
+    /// The sample order with nothing else included (about 3 kB): what parsing costs at the
+    /// least.
+    Minimal,
     /// The simulator's sample order: two SKU lines, shipping, a discount (about 28 kB).
     Small,
     /// A 60-line cart: what a big basket costs the gateway to parse (several times larger).
@@ -34,13 +37,21 @@ pub enum BodySize {
 impl BodySize {
     fn order(self) -> Order {
         match self {
-            BodySize::Small => Order::sample(),
+            BodySize::Minimal | BodySize::Small => Order::sample(),
             BodySize::Large => {
                 let lines = (0..60)
                     .map(|i| LineItem::sku(&format!("SKU{i:05}"), "Catalogue item", 1, 990))
                     .collect();
                 Order::sample().with_line_items(lines)
             }
+        }
+    }
+
+    /// The authorize document of this size for `payment`.
+    fn document(self, payment: &ExternalPayment) -> serde_json::Value {
+        match self {
+            BodySize::Minimal => cl::minimal_authorize_body(payment),
+            BodySize::Small | BodySize::Large => cl::authorize_body(payment),
         }
     }
 }
@@ -67,7 +78,7 @@ impl Pool {
 
 /// Bytes of one authorize body of `size`, to bound how many a run pre-builds.
 pub fn body_len(size: BodySize) -> usize {
-    cl::authorize_body(&ExternalPayment::new(&size.order(), "tok_visa"))
+    size.document(&ExternalPayment::new(&size.order(), "tok_visa"))
         .to_string()
         .len()
 }
@@ -80,7 +91,7 @@ pub fn prepare(client: &ClClient, count: usize, size: BodySize) -> Pool {
     let started = Instant::now();
     let order = size.order();
     let payment = ExternalPayment::new(&order, "tok_visa");
-    let (template, _) = client.encode(&cl::authorize_body(&payment));
+    let (template, _) = client.encode(&size.document(&payment));
     // serde_json writes UTF-8.
     let template = String::from_utf8_lossy(&template).into_owned();
     let bodies = (0..count)
@@ -108,6 +119,14 @@ pub type MakeRequest = Arc<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Syn
 pub fn authorize_requests(http: &reqwest::Client, url: &str, bodies: Vec<Prepared>) -> MakeRequest {
     let (http, url) = (http.clone(), url.to_owned());
     Arc::new(move |i| signed_post(&http, &url, &bodies[i]))
+}
+
+/// Requests that post pre-built bodies to `url` round and round: for a stateless endpoint
+/// (the benchmark's baseline), where a repeated body costs what a new one would.
+pub fn cycling_requests(http: &reqwest::Client, url: &str, bodies: Vec<Prepared>) -> MakeRequest {
+    assert!(!bodies.is_empty(), "no bodies to cycle through");
+    let (http, url) = (http.clone(), url.to_owned());
+    Arc::new(move |i| signed_post(&http, &url, &bodies[i % bodies.len()]))
 }
 
 /// Requests spread over several gateways in turn, each with its own pre-built bodies.
