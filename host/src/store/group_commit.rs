@@ -122,9 +122,13 @@ impl Writer {
     }
 }
 
-/// One statement on the connection (a named function keeps the borrow's lifetime simple
-/// for the spawned writer future).
+/// Statements on the connection, sent together: each call is one round trip to the
+/// connection's worker thread, so transaction control that follows an operation travels
+/// in one string (SQLite runs them in order and stops at the first error). A named function
+/// keeps the borrow's lifetime simple for the spawned writer future.
 async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), String> {
+    // A prepared (and cached) statement of several: sqlx's SQLite driver steps through
+    // them in order in one command.
     sqlx::query(sql)
         .execute(conn)
         .await
@@ -132,20 +136,30 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), Stri
         .map_err(|e| format!("{sql}: {e}"))
 }
 
-/// Runs `batch` in one transaction. Any error of the transaction's own statements (not of
-/// an operation, which its savepoint takes back) fails the whole batch, rolled back.
+/// What follows an operation: keep or take back its savepoint, then open the next one or
+/// commit.
+fn after_op(succeeded: bool, last: bool) -> &'static str {
+    match (succeeded, last) {
+        (true, false) => "RELEASE op; SAVEPOINT op",
+        (false, false) => "ROLLBACK TO op; RELEASE op; SAVEPOINT op",
+        (true, true) => "RELEASE op; COMMIT",
+        (false, true) => "ROLLBACK TO op; RELEASE op; COMMIT",
+    }
+}
+
+/// Runs `batch` in one transaction, each operation in its own savepoint. Any error of the
+/// transaction's own statements (not of an operation, which its savepoint takes back) fails
+/// the whole batch, rolled back; RELEASE fails too if SQLite already rolled the whole
+/// transaction back.
 async fn run_batch(conn: &mut SqliteConnection, batch: &mut [Box<dyn Op>]) -> Result<(), String> {
-    exec(conn, "BEGIN IMMEDIATE").await?;
+    let last = batch.len().saturating_sub(1);
     let outcome = async {
-        for op in batch.iter_mut() {
-            exec(conn, "SAVEPOINT op").await?;
-            if !op.run(conn).await {
-                exec(conn, "ROLLBACK TO op").await?;
-            }
-            // Fails too if SQLite already rolled the whole transaction back.
-            exec(conn, "RELEASE op").await?;
+        exec(conn, "BEGIN IMMEDIATE; SAVEPOINT op").await?;
+        for (i, op) in batch.iter_mut().enumerate() {
+            let succeeded = op.run(conn).await;
+            exec(conn, after_op(succeeded, i == last)).await?;
         }
-        exec(conn, "COMMIT").await
+        Ok(())
     }
     .await;
     if outcome.is_err() {
