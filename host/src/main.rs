@@ -152,7 +152,7 @@ struct LoadArgs {
     concurrency: Option<usize>,
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     duration: Duration,
-    /// minimal: the order alone (about 3 kB); small: the sample order with its includes
+    /// minimal: the order alone (about 4 kB); small: the sample order with its includes
     /// (2 lines, about 28 kB); large: a 60-line cart.
     #[arg(long, value_enum, default_value_t = BodySizeArg::Small)]
     body_size: BodySizeArg,

@@ -5,7 +5,7 @@
 //! c) authorize at a fixed rate (open loop: latency counted from each call's planned send
 //!    time, so a stalled server cannot hide its stall by slowing the sender down).
 //!
-//! e) the same max-throughput authorize with the minimal (about 3 kB) body, and the
+//! e) the same max-throughput authorize with the minimal (about 4 kB) body, and the
 //!    baseline: a stateless endpoint in plain Node.js (tests/fakes/baseline/cl_endpoint.mjs:
 //!    verify the signature, parse, answer) driven with the same bodies at both sizes;
 //!    the ratios gateway / Node.js are printed.
@@ -189,7 +189,7 @@ async fn run(options: &Options) -> anyhow::Result<bool> {
         * options.duration.as_secs() as usize)
         .clamp(1_000, MAX_POOL_BYTES / load::body_len(BodySize::Minimal));
     let minimal = closed_loop(
-        "authorize 3 kB (max)",
+        "authorize 4 kB (max)",
         options.concurrency,
         options.duration,
         minimal_count,
@@ -211,13 +211,13 @@ async fn run(options: &Options) -> anyhow::Result<bool> {
         r.print();
     }
     println!(
-        "ratio authorize/healthz throughput: {:.3} (28 kB), {:.3} (3 kB)",
+        "ratio authorize/healthz throughput: {:.3} (28 kB), {:.3} (4 kB)",
         max.throughput() / healthz.throughput(),
         minimal.throughput() / healthz.throughput()
     );
     if let [node_minimal, node_small] = &baselines[..] {
         println!(
-            "ratio authorize/node baseline throughput: {:.2} (3 kB), {:.2} (28 kB)",
+            "ratio authorize/node baseline throughput: {:.2} (4 kB), {:.2} (28 kB)",
             minimal.throughput() / node_minimal.throughput(),
             max.throughput() / node_small.throughput()
         );
@@ -357,7 +357,7 @@ async fn node_runs(options: &Options, client: &reqwest::Client, sim: &ClSimulato
     let node = NodeBaseline::start();
     let mut runs = Vec::new();
     for (name, size) in [
-        ("node baseline 3 kB (max)", BodySize::Minimal),
+        ("node baseline 4 kB (max)", BodySize::Minimal),
         ("node baseline 28 kB (max)", BodySize::Small),
     ] {
         let bodies = || prepare_sized(sim, 2_000, size);

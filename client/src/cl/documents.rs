@@ -233,10 +233,23 @@ pub fn authorize_body(payment: &ExternalPayment) -> Value {
     document(payment.resource(), &payment.order)
 }
 
-/// The smallest authorize body CL could send: the external payment with only its order in
-/// `included` (no market, customer, addresses or line items); about 3 kB.
+/// The smallest authorize body CL could send: the external payment (null attributes and
+/// relationships other than its order left out) with only its order in `included`, without
+/// null attributes or relationships; about 4 kB.
 pub fn minimal_authorize_body(payment: &ExternalPayment) -> Value {
-    json!({ "data": payment.resource(), "included": [payment.order.resource()] })
+    fn slim(mut resource: Value, keep: &[&str]) -> Value {
+        if let Some(attributes) = resource["attributes"].as_object_mut() {
+            attributes.retain(|_, v| !v.is_null());
+        }
+        if let Some(relationships) = resource["relationships"].as_object_mut() {
+            relationships.retain(|k, _| keep.contains(&k.as_str()));
+        }
+        resource
+    }
+    json!({
+        "data": slim(payment.resource(), &["order"]),
+        "included": [slim(payment.order.resource(), &[])],
+    })
 }
 
 /// Body of a customer token call: the same shape as an authorize (the external payment to

@@ -25,8 +25,8 @@ pub struct Prepared {
 /// The authorize document a run sends copies of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodySize {
-    /// The sample order with nothing else included (about 3 kB): what parsing costs at the
-    /// least.
+    /// The sample order with nothing else included and no null attributes (about 4 kB):
+    /// what parsing costs at the least.
     Minimal,
     /// The simulator's sample order: two SKU lines, shipping, a discount (about 28 kB).
     Small,
