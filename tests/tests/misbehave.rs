@@ -171,6 +171,7 @@ async fn misbehaving_plugins_fail_typed_and_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_state_survives_between_calls() {
     let (_ws, gw) = start();
+    let gw = Arc::new(gw);
     let client = reqwest::Client::new();
     for round in 0..3 {
         let (status, body) = authorize(&client, &gw, "bad", "memory").await;
@@ -189,17 +190,8 @@ async fn no_state_survives_between_calls() {
         }
         let mut together = tokio::task::JoinSet::new();
         for _ in 0..8 {
-            let (client, url) = (client.clone(), gw.url("/admin/gateways/bad/call/authorize"));
-            together.spawn(async move {
-                let resp = client
-                    .post(url)
-                    .bearer_auth(ADMIN)
-                    .json(&json!({"idempotency_key": "k-remember", "amount_cents": 100, "payment_source_token": "remember"}))
-                    .send()
-                    .await
-                    .expect("request");
-                (resp.status().as_u16(), resp.json::<Value>().await.expect("json"))
-            });
+            let (client, gw) = (client.clone(), gw.clone());
+            together.spawn(async move { authorize(&client, &gw, "bad", "remember").await });
         }
         while let Some(answer) = together.join_next().await {
             let (status, body) = answer.unwrap();

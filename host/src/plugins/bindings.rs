@@ -14,6 +14,9 @@ pub use psp::plugin::types;
 
 /// The contract version this host speaks; a plugin must report the same major.minor.
 pub const CONTRACT_VERSION: &str = "0.1.0";
+/// The contract's exported interface (of `CONTRACT_VERSION`), under which every operation
+/// is found.
+pub const ADAPTER_EXPORT: &str = "psp:plugin/adapter@0.1.0";
 
 /// The WIT name of an operation, as reported on the admin endpoint and in errors.
 pub fn operation_name(op: types::Operation) -> &'static str {

@@ -15,7 +15,7 @@ use super::bindings::types::{
     AuthorizeRequest, Failure, FollowUpRequest, Outcome, PluginInfo, SyncRequest, TokenizeRequest,
     Tokenized, WebhookReply, WebhookRequest,
 };
-use super::bindings::{Plugin, PluginPre};
+use super::bindings::{ADAPTER_EXPORT, Plugin, PluginPre};
 use super::state::{GatewayContext, PluginState, PspContact};
 
 /// How often the epoch advances: the granularity of CPU deadlines.
@@ -212,9 +212,6 @@ impl Runtime {
         }
     }
 }
-
-/// The contract's exported interface, under which every operation is found.
-const ADAPTER_EXPORT: &str = "psp:plugin/adapter@0.1.0";
 
 /// Calls the export `call` names. Only `info` (which the loader calls once per component)
 /// binds and type-checks every export, so a plugin that does not fit the contract fails
