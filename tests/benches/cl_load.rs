@@ -360,13 +360,13 @@ async fn node_runs(options: &Options, client: &reqwest::Client, sim: &ClSimulato
         ("node baseline 4 kB (max)", BodySize::Minimal),
         ("node baseline 28 kB (max)", BodySize::Small),
     ] {
-        let bodies = || prepare_sized(sim, 2_000, size);
+        let requests = cycling_requests(client, &node.url, prepare_sized(sim, 2_000, size));
         closed_loop(
             "warm-up",
             options.concurrency,
             Duration::from_secs(1),
             usize::MAX,
-            cycling_requests(client, &node.url, bodies()),
+            requests.clone(),
             &Progress::new(),
         )
         .await;
@@ -376,7 +376,7 @@ async fn node_runs(options: &Options, client: &reqwest::Client, sim: &ClSimulato
                 options.concurrency,
                 options.duration,
                 usize::MAX,
-                cycling_requests(client, &node.url, bodies()),
+                requests,
                 &Progress::new(),
             )
             .await,
