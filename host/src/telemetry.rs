@@ -72,6 +72,13 @@ pub fn plugin_load(plugin: &str, loaded: bool) {
         .increment(1);
 }
 
+/// A store commit carrying `writes` write operations: `psp_store_commits_total` and
+/// `psp_store_writes_total`, whose ratio is the mean group-commit batch.
+pub fn store_commit(writes: usize) {
+    metrics::counter!("psp_store_commits_total").increment(1);
+    metrics::counter!("psp_store_writes_total").increment(writes as u64);
+}
+
 /// The gauges read from the store and the registry when `/metrics` is scraped.
 pub fn set_gauge(name: &'static str, labels: &[(&'static str, &'static str)], value: f64) {
     let labels: Vec<(&'static str, String)> =

@@ -1,4 +1,4 @@
-//! Group commit for SQLite: one task owns the only write connection and runs the write
+//! Group commit for SQLite: one thread owns the only write connection and runs the write
 //! operations that are waiting, together, in one `BEGIN IMMEDIATE` transaction, each inside
 //! its own savepoint (a failing operation is rolled back alone). Each caller hears back
 //! only after the batch's COMMIT has returned, so an acknowledged write is as durable as
@@ -15,8 +15,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::future::BoxFuture;
-use sqlx::{Connection, SqliteConnection};
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Health, StoreError};
@@ -30,7 +29,7 @@ const QUEUE: usize = 8192;
 /// result of the last run is the one delivered.
 trait Op: Send {
     /// Runs the operation on the connection, inside a savepoint; true if it succeeded.
-    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool>;
+    fn run(&mut self, conn: &Connection) -> bool;
     /// Tells the caller: its last run's result if `committed` is Ok, else the error.
     fn deliver(self: Box<Self>, committed: Result<(), String>);
 }
@@ -44,15 +43,13 @@ struct Pending<R, F> {
 impl<R, F> Op for Pending<R, F>
 where
     R: Send + 'static,
-    F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<R, StoreError>> + Send,
+    F: FnMut(&Connection) -> Result<R, StoreError> + Send,
 {
-    fn run<'c>(&'c mut self, conn: &'c mut SqliteConnection) -> BoxFuture<'c, bool> {
-        Box::pin(async move {
-            let result = (self.op)(conn).await;
-            let ok = result.is_ok();
-            self.result = Some(result);
-            ok
-        })
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = (self.op)(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
     }
 
     fn deliver(self: Box<Self>, committed: Result<(), String>) {
@@ -74,19 +71,24 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on its own connection.
-    pub fn spawn(conn: SqliteConnection) -> Writer {
+    /// Starts the writer thread on its own connection.
+    pub fn spawn(conn: Connection) -> std::io::Result<Writer> {
         Writer::with_capacity(conn, QUEUE)
     }
 
-    fn with_capacity(conn: SqliteConnection, capacity: usize) -> Writer {
+    fn with_capacity(conn: Connection, capacity: usize) -> std::io::Result<Writer> {
         let (jobs, rx) = mpsc::channel(capacity);
         let failing = Arc::new(AtomicBool::new(false));
-        tokio::spawn(run(conn, rx, failing.clone()));
-        Writer { jobs, failing }
+        let flag = failing.clone();
+        // A thread of its own, not a blocking task: the statements of a batch run one
+        // after another on it with no hop between them.
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, rx, flag))?;
+        Ok(Writer { jobs, failing })
     }
 
-    /// Whether writes can be made now. The writer is dead once its task has stopped (the
+    /// Whether writes can be made now. The writer is dead once its thread has stopped (the
     /// receiver is dropped with it, also when an operation panicked).
     pub fn health(&self) -> Health {
         Health {
@@ -96,13 +98,12 @@ impl Writer {
     }
 
     /// Runs `op` in the next batch and returns its result after the batch commits. `op`
-    /// must be repeatable: it is run again if its batch had to be rolled back.
+    /// must be repeatable: it is run again if its batch had to be rolled back. It runs on
+    /// the writer's thread, so it must not wait on anything but the connection.
     pub async fn submit<R, F>(&self, op: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: for<'c> Fn(&'c mut SqliteConnection) -> BoxFuture<'c, Result<R, StoreError>>
-            + Send
-            + 'static,
+        F: FnMut(&Connection) -> Result<R, StoreError> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel::<Result<R, StoreError>>();
         let job: Box<dyn Op> = Box::new(Pending {
@@ -122,28 +123,25 @@ impl Writer {
     }
 }
 
-/// Statements on the connection, sent together: each call is one round trip to the
-/// connection's worker thread, so transaction control that follows an operation travels
-/// in one string (SQLite runs them in order and stops at the first error). A named function
-/// keeps the borrow's lifetime simple for the spawned writer future.
-async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), String> {
-    // A prepared (and cached) statement of several: sqlx's SQLite driver steps through
-    // them in order in one command.
-    sqlx::query(sql)
-        .execute(conn)
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("{sql}: {e}"))
+/// Runs transaction control statements in order, stopping at the first error. Each is
+/// prepared once and kept in the connection's statement cache.
+fn exec(conn: &Connection, statements: &[&str]) -> Result<(), String> {
+    for sql in statements {
+        conn.prepare_cached(sql)
+            .and_then(|mut stmt| stmt.execute([]))
+            .map_err(|e| format!("{sql}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// What follows an operation: keep or take back its savepoint, then open the next one or
 /// commit.
-fn after_op(succeeded: bool, last: bool) -> &'static str {
+fn after_op(succeeded: bool, last: bool) -> &'static [&'static str] {
     match (succeeded, last) {
-        (true, false) => "RELEASE op; SAVEPOINT op",
-        (false, false) => "ROLLBACK TO op; RELEASE op; SAVEPOINT op",
-        (true, true) => "RELEASE op; COMMIT",
-        (false, true) => "ROLLBACK TO op; RELEASE op; COMMIT",
+        (true, false) => &["RELEASE op", "SAVEPOINT op"],
+        (false, false) => &["ROLLBACK TO op", "RELEASE op", "SAVEPOINT op"],
+        (true, true) => &["RELEASE op", "COMMIT"],
+        (false, true) => &["ROLLBACK TO op", "RELEASE op", "COMMIT"],
     }
 }
 
@@ -151,29 +149,24 @@ fn after_op(succeeded: bool, last: bool) -> &'static str {
 /// transaction's own statements (not of an operation, which its savepoint takes back) fails
 /// the whole batch, rolled back; RELEASE fails too if SQLite already rolled the whole
 /// transaction back.
-async fn run_batch(conn: &mut SqliteConnection, batch: &mut [Box<dyn Op>]) -> Result<(), String> {
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn Op>]) -> Result<(), String> {
     let last = batch.len().saturating_sub(1);
-    let outcome = async {
-        exec(conn, "BEGIN IMMEDIATE; SAVEPOINT op").await?;
+    let outcome = (|| {
+        exec(conn, &["BEGIN IMMEDIATE", "SAVEPOINT op"])?;
         for (i, op) in batch.iter_mut().enumerate() {
-            let succeeded = op.run(conn).await;
-            exec(conn, after_op(succeeded, i == last)).await?;
+            let succeeded = op.run(conn);
+            exec(conn, after_op(succeeded, i == last))?;
         }
         Ok(())
-    }
-    .await;
-    if outcome.is_err() {
-        let _ = exec(conn, "ROLLBACK").await;
+    })();
+    if outcome.is_err() && !conn.is_autocommit() {
+        let _ = exec(conn, &["ROLLBACK"]);
     }
     outcome
 }
 
-async fn run(
-    mut conn: SqliteConnection,
-    mut rx: mpsc::Receiver<Box<dyn Op>>,
-    failing: Arc<AtomicBool>,
-) {
-    while let Some(first) = rx.recv().await {
+fn run(conn: Connection, mut rx: mpsc::Receiver<Box<dyn Op>>, failing: Arc<AtomicBool>) {
+    while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -181,9 +174,10 @@ async fn run(
                 Err(_) => break,
             }
         }
-        match run_batch(&mut conn, &mut batch).await {
+        match run_batch(&conn, &mut batch) {
             Ok(()) => {
                 failing.store(false, Ordering::Relaxed);
+                crate::telemetry::store_commit(batch.len());
                 batch.into_iter().for_each(|op| op.deliver(Ok(())));
             }
             Err(e) if batch.len() == 1 => {
@@ -197,17 +191,17 @@ async fn run(
                     "store batch rolled back ({e}); retrying its writes one by one"
                 );
                 for mut op in batch {
-                    let committed = run_batch(&mut conn, std::slice::from_mut(&mut op)).await;
+                    let committed = run_batch(&conn, std::slice::from_mut(&mut op));
                     failing.store(committed.is_err(), Ordering::Relaxed);
-                    if let Err(e) = &committed {
-                        tracing::error!("store write not committed: {e}");
+                    match &committed {
+                        Ok(()) => crate::telemetry::store_commit(1),
+                        Err(e) => tracing::error!("store write not committed: {e}"),
                     }
                     op.deliver(committed);
                 }
             }
         }
     }
-    let _ = conn.close().await;
 }
 
 #[cfg(test)]

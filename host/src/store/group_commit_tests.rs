@@ -6,37 +6,34 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::FutureExt;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
-use sqlx::{ConnectOptions, SqliteConnection};
-use tokio::sync::Notify;
+use rusqlite::Connection;
 
 use super::Writer;
 use crate::store::StoreError;
 
 async fn writer(capacity: usize) -> (Writer, Reader) {
     let dir = tempfile::tempdir().unwrap();
-    let options = SqliteConnectOptions::new()
-        .filename(dir.path().join("gc.db"))
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal);
-    let mut conn = options.connect().await.unwrap();
-    sqlx::query("CREATE TABLE t (v INTEGER NOT NULL)")
-        .execute(&mut conn)
-        .await
+    let path = dir.path().join("gc.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.execute_batch("CREATE TABLE t (v INTEGER NOT NULL)")
         .unwrap();
-    let reader = options.connect().await.unwrap();
-    (Writer::with_capacity(conn, capacity), Reader(reader, dir))
+    let reader = Connection::open(&path).unwrap();
+    (
+        Writer::with_capacity(conn, capacity).unwrap(),
+        Reader(reader, dir),
+    )
 }
 
 /// A second connection on the same file (and the folder that holds it).
-struct Reader(SqliteConnection, #[allow(dead_code)] tempfile::TempDir);
+struct Reader(Connection, #[allow(dead_code)] tempfile::TempDir);
 
 impl Reader {
     async fn values(&mut self) -> Vec<i64> {
-        sqlx::query_scalar("SELECT v FROM t ORDER BY v")
-            .fetch_all(&mut self.0)
-            .await
+        let mut stmt = self.0.prepare("SELECT v FROM t ORDER BY v").unwrap();
+        stmt.query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
             .unwrap()
     }
 }
@@ -45,14 +42,8 @@ fn insert(w: &Writer, v: i64) -> impl std::future::Future<Output = Result<(), St
     let w = w.clone();
     async move {
         w.submit(move |conn| {
-            async move {
-                sqlx::query("INSERT INTO t (v) VALUES (?)")
-                    .bind(v)
-                    .execute(conn)
-                    .await?;
-                Ok(())
-            }
-            .boxed()
+            conn.execute("INSERT INTO t (v) VALUES (?)", [v])?;
+            Ok(())
         })
         .await
     }
@@ -69,35 +60,27 @@ fn rogue(
     let runs = Arc::new(AtomicUsize::new(0));
     async move {
         w.submit(move |conn| {
-            let run = runs.fetch_add(1, Ordering::SeqCst);
-            async move {
-                if run < bad_runs {
-                    sqlx::query("ROLLBACK").execute(&mut *conn).await?;
-                    return Ok(());
-                }
-                sqlx::query("INSERT INTO t (v) VALUES (?)")
-                    .bind(v)
-                    .execute(conn)
-                    .await?;
-                Ok(())
+            if runs.fetch_add(1, Ordering::SeqCst) < bad_runs {
+                conn.execute_batch("ROLLBACK")?;
+                return Ok(());
             }
-            .boxed()
+            conn.execute("INSERT INTO t (v) VALUES (?)", [v])?;
+            Ok(())
         })
         .await
     }
 }
 
-/// Holds the writer inside a batch until `release` is notified.
-fn hold(w: &Writer, release: Arc<Notify>) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+/// Holds the writer inside a batch until `release` is sent (or dropped).
+fn hold(
+    w: &Writer,
+    release: std::sync::mpsc::Receiver<()>,
+) -> tokio::task::JoinHandle<Result<(), StoreError>> {
     let w = w.clone();
     tokio::spawn(async move {
         w.submit(move |_conn| {
-            let release = release.clone();
-            async move {
-                release.notified().await;
-                Ok(())
-            }
-            .boxed()
+            let _ = release.recv();
+            Ok(())
         })
         .await
     })
@@ -117,8 +100,8 @@ async fn queued(w: &Writer, n: usize) {
 /// Runs three writes as one batch behind a held writer; the middle one is `rogue`.
 async fn batch_of_three(bad_runs: usize) -> (Vec<Result<(), StoreError>>, Vec<i64>, Writer) {
     let (w, mut reader) = writer(64).await;
-    let release = Arc::new(Notify::new());
-    let held = hold(&w, release.clone());
+    let (release, held) = std::sync::mpsc::channel();
+    let held = hold(&w, held);
     queued(&w, 0).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     let a = tokio::spawn(insert(&w, 1));
@@ -127,7 +110,7 @@ async fn batch_of_three(bad_runs: usize) -> (Vec<Result<(), StoreError>>, Vec<i6
     queued(&w, 2).await;
     let c = tokio::spawn(insert(&w, 3));
     queued(&w, 3).await;
-    release.notify_one();
+    release.send(()).unwrap();
     held.await.unwrap().unwrap();
     let results = vec![a.await.unwrap(), b.await.unwrap(), c.await.unwrap()];
     (results, reader.values().await, w)
@@ -173,8 +156,8 @@ async fn a_failed_commit_shows_in_health_until_the_next_commit() {
 #[tokio::test]
 async fn a_full_queue_refuses_at_once_and_accepts_nothing_it_cannot_record() {
     let (w, mut reader) = writer(4).await;
-    let release = Arc::new(Notify::new());
-    let held = hold(&w, release.clone());
+    let (release, held) = std::sync::mpsc::channel();
+    let held = hold(&w, held);
     tokio::time::sleep(Duration::from_millis(20)).await;
     let waiting: Vec<_> = (1..=4).map(|v| tokio::spawn(insert(&w, v))).collect();
     queued(&w, 4).await;
@@ -185,7 +168,7 @@ async fn a_full_queue_refuses_at_once_and_accepts_nothing_it_cannot_record() {
         matches!(refused, Err(StoreError::Overloaded)),
         "{refused:?}"
     );
-    release.notify_one();
+    release.send(()).unwrap();
     held.await.unwrap().unwrap();
     for w in waiting {
         w.await.unwrap().unwrap();
@@ -198,9 +181,9 @@ async fn a_dead_writer_is_reported_and_refuses_writes() {
     let (w, _reader) = writer(8).await;
     assert!(w.health().writer_alive);
     let boom = w
-        .submit(|_conn| async { panic!("an operation panicked") }.boxed())
+        .submit(|_conn| -> Result<(), StoreError> { panic!("an operation panicked") })
         .await;
-    assert!(boom.is_err(), "{:?}", boom.map(|_: ()| ()));
+    assert!(boom.is_err(), "{boom:?}");
     for _ in 0..100 {
         if !w.health().writer_alive {
             break;

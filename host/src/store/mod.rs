@@ -26,6 +26,8 @@ pub use transactions::{
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("unsupported store url `{0}` (use sqlite://FILE or postgres://USER@HOST/DB)")]
     UnsupportedUrl(String),
     #[error("the store cannot take more writes now (its queue is full)")]

@@ -10,45 +10,45 @@ mod subscriptions;
 mod tests;
 mod transactions;
 
-use std::str::FromStr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, SqliteConnection};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Semaphore;
 
 use super::group_commit::Writer;
 use super::{Health, HealthCheck, StoreError, now_ms};
 
+/// Read connections open at most.
+const READERS: usize = 4;
+/// Prepared statements each connection keeps (every query of the store fits).
+const STATEMENT_CACHE: usize = 64;
+
 pub struct SqliteStore {
-    /// SQLite allows one writer at a time: queueing writes in one task (an async wait,
+    /// SQLite allows one writer at a time: queueing writes on one thread (an async wait,
     /// batched into one commit) is far cheaper than SQLite's sleeping busy handler.
     writer: Writer,
     /// Readers run beside the writer (WAL).
-    reader: SqlitePool,
+    reader: Readers,
     /// This process, as the owner of the calls it makes (`processing` rows).
     instance: String,
 }
 
 impl SqliteStore {
     pub async fn open(path: &str) -> Result<SqliteStore, StoreError> {
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a committed payment survives power loss, not only a process crash.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let mut conn = options.connect().await?;
-        migrate(&mut conn).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await?;
+        let path = PathBuf::from(path);
+        let (writer, path) = tokio::task::spawn_blocking(move || {
+            let mut conn = open_connection(&path, false)?;
+            migrate(&mut conn)?;
+            Ok::<_, StoreError>((conn, path))
+        })
+        .await
+        .map_err(|e| StoreError::Commit(format!("opening the store: {e}")))??;
         Ok(SqliteStore {
-            writer: Writer::spawn(conn),
-            reader,
+            writer: Writer::spawn(writer)
+                .map_err(|e| StoreError::Commit(format!("starting the store writer: {e}")))?,
+            reader: Readers::new(path),
             instance: super::new_instance_id(),
         })
     }
@@ -57,6 +57,75 @@ impl SqliteStore {
 impl HealthCheck for SqliteStore {
     fn health(&self) -> Health {
         self.writer.health()
+    }
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    if !read_only {
+        // WAL: readers run beside the writer. FULL: a committed payment survives power
+        // loss, not only a process crash.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+    }
+    Ok(conn)
+}
+
+/// Read-only connections, each used by one blocking task at a time.
+#[derive(Clone)]
+pub(super) struct Readers {
+    path: Arc<PathBuf>,
+    idle: Arc<Mutex<Vec<Connection>>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Readers {
+    fn new(path: PathBuf) -> Readers {
+        Readers {
+            path: Arc::new(path),
+            idle: Arc::new(Mutex::new(Vec::new())),
+            permits: Arc::new(Semaphore::new(READERS)),
+        }
+    }
+
+    /// Runs `query` on a read connection, off the async threads (SQLite blocks on disk).
+    pub(super) async fn read<R, F>(&self, query: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Commit("the store is closed".into()))?;
+        let readers = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let taken = readers.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let conn = match taken {
+                Some(conn) => conn,
+                None => open_connection(&readers.path, true)?,
+            };
+            let result = query(&conn);
+            readers
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Commit(format!("a store read stopped: {e}")))?
     }
 }
 
@@ -84,24 +153,21 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
-async fn migrate(conn: &mut SqliteConnection) -> Result<(), StoreError> {
-    use sqlx::Connection;
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")
-        .execute(&mut *tx)
-        .await?;
-    let current: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-            .fetch_one(&mut *tx)
-            .await?;
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")?;
+    let current: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |row| row.get(0),
+    )?;
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-        sqlx::raw_sql(sql).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
-            .bind(version)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+            (version, now_ms()),
+        )?;
     }
-    tx.commit().await?;
+    tx.commit()?;
     Ok(())
 }

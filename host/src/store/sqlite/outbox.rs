@@ -2,8 +2,7 @@
 //! recording attempts, counting, listing and replaying dead letters.
 
 use async_trait::async_trait;
-use futures::FutureExt;
-use sqlx::{Row, SqliteConnection};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::store::outbox::*;
@@ -18,26 +17,18 @@ impl OutboxStore for SqliteStore {
         limit: i64,
     ) -> Result<Vec<Callback>, StoreError> {
         self.writer
-            .submit(move |conn| {
-                async move { claim_callbacks(conn, now_ms, lease_until_ms, limit).await }.boxed()
-            })
+            .submit(move |conn| claim_callbacks(conn, now_ms, lease_until_ms, limit))
             .await
     }
 
     async fn callback_delivered(&self, id: i64, at_ms: i64) -> Result<(), StoreError> {
         self.writer
             .submit(move |conn| {
-                async move {
-                    sqlx::query(
-                        "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?",
-                    )
-                    .bind(at_ms)
-                    .bind(id)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(())
-                }
-                .boxed()
+                conn.prepare_cached(
+                    "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 WHERE id = ?",
+                )?
+                .execute(params![at_ms, id])?;
+                Ok(())
             })
             .await
     }
@@ -52,54 +43,55 @@ impl OutboxStore for SqliteStore {
         let error = error.to_owned();
         self.writer
             .submit(move |conn| {
-                let error = error.clone();
-                async move {
-                    match next_attempt_ms {
-                        Some(next) => sqlx::query(
+                match next_attempt_ms {
+                    Some(next) => conn
+                        .prepare_cached(
                             "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, \
                              last_error = ? WHERE id = ?",
-                        )
-                        .bind(next)
-                        .bind(&error)
-                        .bind(id),
-                        None => sqlx::query(
+                        )?
+                        .execute(params![next, error, id])?,
+                    None => conn
+                        .prepare_cached(
                             "UPDATE outbox SET attempts = attempts + 1, dead_at = ?, \
                              last_error = ? WHERE id = ?",
-                        )
-                        .bind(now_ms)
-                        .bind(&error)
-                        .bind(id),
-                    }
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(())
-                }
-                .boxed()
+                        )?
+                        .execute(params![now_ms, error, id])?,
+                };
+                Ok(())
             })
             .await
     }
 
     async fn callbacks_waiting(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL",
-        )
-        .fetch_one(&self.reader)
-        .await?)
+        self.reader
+            .read(|conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND dead_at IS NULL",
+                    )?
+                    .query_row([], |row| row.get(0))?)
+            })
+            .await
     }
 
     async fn callback_counts(&self) -> Result<CallbackCounts, StoreError> {
-        let row = sqlx::query(
-            "SELECT COALESCE(SUM(delivered_at IS NULL), 0) AS undelivered, \
-             COALESCE(SUM(dead_at IS NOT NULL), 0) AS dead, MIN(created_at) AS oldest \
-             FROM outbox WHERE delivered_at IS NULL",
-        )
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(CallbackCounts {
-            undelivered: row.try_get("undelivered")?,
-            dead: row.try_get("dead")?,
-            oldest_undelivered_at: row.try_get("oldest")?,
-        })
+        self.reader
+            .read(|conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT COALESCE(SUM(delivered_at IS NULL), 0) AS undelivered, \
+                         COALESCE(SUM(dead_at IS NOT NULL), 0) AS dead, MIN(created_at) AS oldest \
+                         FROM outbox WHERE delivered_at IS NULL",
+                    )?
+                    .query_row([], |row| {
+                        Ok(CallbackCounts {
+                            undelivered: row.get("undelivered")?,
+                            dead: row.get("dead")?,
+                            oldest_undelivered_at: row.get("oldest")?,
+                        })
+                    })?)
+            })
+            .await
     }
 
     async fn list_callbacks(
@@ -112,83 +104,77 @@ impl OutboxStore for SqliteStore {
             CallbackState::Delivered => "delivered_at IS NOT NULL",
             CallbackState::Dead => "dead_at IS NOT NULL",
         };
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT id, gateway, url, action_id, attempts, last_error, created_at, \
              delivered_at, dead_at FROM outbox WHERE {filter} ORDER BY id DESC LIMIT ?"
-        ))
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(CallbackSummary {
-                    id: row.try_get("id")?,
-                    gateway: row.try_get("gateway")?,
-                    url: row.try_get("url")?,
-                    action_id: row.try_get("action_id")?,
-                    state,
-                    attempts: row.try_get("attempts")?,
-                    last_error: row.try_get("last_error")?,
-                    created_at: row.try_get("created_at")?,
-                    delivered_at: row.try_get("delivered_at")?,
-                    dead_at: row.try_get("dead_at")?,
-                })
+        );
+        self.reader
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows = stmt.query_map(params![limit], |row| {
+                    Ok(CallbackSummary {
+                        id: row.get("id")?,
+                        gateway: row.get("gateway")?,
+                        url: row.get("url")?,
+                        action_id: row.get("action_id")?,
+                        state,
+                        attempts: row.get("attempts")?,
+                        last_error: row.get("last_error")?,
+                        created_at: row.get("created_at")?,
+                        delivered_at: row.get("delivered_at")?,
+                        dead_at: row.get("dead_at")?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
-            .collect()
+            .await
     }
 
     async fn replay_callback(&self, id: i64, now_ms: i64) -> Result<Replay, StoreError> {
         self.writer
-            .submit(move |conn| async move { replay(conn, id, now_ms).await }.boxed())
+            .submit(move |conn| replay(conn, id, now_ms))
             .await
     }
 
     async fn enqueue_callback(&self, cb: NewCallback) -> Result<(), StoreError> {
         self.writer
-            .submit(move |conn| {
-                let cb = cb.clone();
-                async move {
-                    insert_callback(conn, &cb, now_ms()).await?;
-                    Ok(())
-                }
-                .boxed()
-            })
+            .submit(move |conn| insert_callback(conn, &cb, now_ms()))
             .await
     }
 }
 
-pub(super) async fn insert_callback(
-    conn: &mut SqliteConnection,
+pub(super) fn insert_callback(
+    conn: &Connection,
     cb: &NewCallback,
     now: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO outbox (gateway, front, ordering_key, url, action_id, headers, body, \
          next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&cb.gateway)
-    .bind(&cb.front)
-    .bind(&cb.ordering_key)
-    .bind(&cb.url)
-    .bind(&cb.action_id)
-    .bind(serde_json::to_string(&cb.headers).expect("headers serialise"))
-    .bind(&cb.body)
-    .bind(now)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute(params![
+        cb.gateway,
+        cb.front,
+        cb.ordering_key,
+        cb.url,
+        cb.action_id,
+        serde_json::to_string(&cb.headers).expect("headers serialise"),
+        cb.body,
+        now,
+        now,
+    ])?;
     Ok(())
 }
 
-async fn claim_callbacks(
-    conn: &mut SqliteConnection,
+fn claim_callbacks(
+    conn: &Connection,
     now_ms: i64,
     lease_until_ms: i64,
     limit: i64,
 ) -> Result<Vec<Callback>, StoreError> {
     // Per-key order: a row waits while an earlier row of its key is neither delivered nor
     // dead, so at most the first waiting row of each key is ever claimed.
-    let rows = sqlx::query(
+    let mut select = conn.prepare_cached(
         "SELECT id, gateway, front, url, action_id, headers, body, attempts, \
          COALESCE(replayed_at, created_at) AS age_from FROM outbox AS o \
          WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= ? \
@@ -196,61 +182,55 @@ async fn claim_callbacks(
               WHERE e.ordering_key = o.ordering_key AND e.id < o.id \
               AND e.delivered_at IS NULL AND e.dead_at IS NULL)) \
          ORDER BY next_attempt_at, id LIMIT ?",
-    )
-    .bind(now_ms)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in rows {
-        let id: i64 = row.try_get("id")?;
-        // The lease: if this worker dies mid-delivery, the row is due again after it.
-        sqlx::query("UPDATE outbox SET next_attempt_at = ? WHERE id = ?")
-            .bind(lease_until_ms)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-        let headers: String = row.try_get("headers")?;
+    )?;
+    // All rows are read before any lease is written: updating `next_attempt_at` under a
+    // running scan of it could let the scan meet a row again.
+    let mut claimed = Vec::new();
+    let mut rows = select.query(params![now_ms, limit])?;
+    while let Some(row) = rows.next()? {
+        let headers: String = row.get("headers")?;
         claimed.push(Callback {
-            id,
-            gateway: row.try_get("gateway")?,
-            front: row.try_get("front")?,
-            url: row.try_get("url")?,
-            action_id: row.try_get("action_id")?,
+            id: row.get("id")?,
+            gateway: row.get("gateway")?,
+            front: row.get("front")?,
+            url: row.get("url")?,
+            action_id: row.get("action_id")?,
             headers: serde_json::from_str(&headers)
                 .map_err(|e| StoreError::Corrupt(format!("outbox headers: {e}")))?,
-            body: row.try_get("body")?,
-            attempts: row.try_get("attempts")?,
-            age_from: row.try_get("age_from")?,
+            body: row.get("body")?,
+            attempts: row.get("attempts")?,
+            age_from: row.get("age_from")?,
         });
+    }
+    drop(rows);
+    // The lease: if this worker dies mid-delivery, the row is due again after it.
+    let mut lease = conn.prepare_cached("UPDATE outbox SET next_attempt_at = ? WHERE id = ?")?;
+    for cb in &claimed {
+        lease.execute(params![lease_until_ms, cb.id])?;
     }
     Ok(claimed)
 }
 
-async fn replay(conn: &mut SqliteConnection, id: i64, now_ms: i64) -> Result<Replay, StoreError> {
-    let row = sqlx::query("SELECT delivered_at, dead_at FROM outbox WHERE id = ?")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some(row) = row else {
+fn replay(conn: &Connection, id: i64, now_ms: i64) -> Result<Replay, StoreError> {
+    let row: Option<(Option<i64>, Option<i64>)> = conn
+        .prepare_cached("SELECT delivered_at, dead_at FROM outbox WHERE id = ?")?
+        .query_row(params![id], |row| {
+            Ok((row.get("delivered_at")?, row.get("dead_at")?))
+        })
+        .optional()?;
+    let Some((delivered, dead)) = row else {
         return Ok(Replay::NotFound);
     };
-    let delivered: Option<i64> = row.try_get("delivered_at")?;
-    let dead: Option<i64> = row.try_get("dead_at")?;
     match (delivered, dead) {
         (Some(_), _) => return Ok(Replay::NotDead(CallbackState::Delivered)),
         (None, None) => return Ok(Replay::NotDead(CallbackState::Waiting)),
         (None, Some(_)) => {}
     }
     // `last_error` stays until the next attempt, so the operator still sees why it died.
-    sqlx::query(
+    conn.prepare_cached(
         "UPDATE outbox SET dead_at = NULL, attempts = 0, next_attempt_at = ?, replayed_at = ? \
          WHERE id = ?",
-    )
-    .bind(now_ms)
-    .bind(now_ms)
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute(params![now_ms, now_ms, id])?;
     Ok(Replay::Requeued)
 }

@@ -2,7 +2,7 @@
 //! own next check, escalation, and the start-up pass over calls a crash cut off.
 
 use async_trait::async_trait;
-use futures::FutureExt;
+use rusqlite::params;
 
 use super::SqliteStore;
 use super::transactions::{COLUMNS, row_to_transaction};
@@ -14,63 +14,60 @@ const OPEN: &str = "status IN ('pending', 'unknown')";
 #[async_trait]
 impl RecoveryQueue for SqliteStore {
     async fn due_for_check(&self, now_ms: i64, limit: i64) -> Result<Vec<Transaction>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM transactions WHERE next_check_at <= ? AND {OPEN} \
-             ORDER BY next_check_at LIMIT ?"
-        ))
-        .bind(now_ms)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(row_to_transaction).collect()
+        self.reader
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM transactions WHERE next_check_at <= ? AND {OPEN} \
+                     ORDER BY next_check_at LIMIT ?"
+                ))?;
+                let mut rows = stmt.query(params![now_ms, limit])?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    out.push(row_to_transaction(row)?);
+                }
+                Ok(out)
+            })
+            .await
     }
 
     async fn schedule_check(&self, id: &str, next_check_at: i64) -> Result<(), StoreError> {
         let id = id.to_owned();
         self.writer
             .submit(move |conn| {
-                let id = id.clone();
-                async move {
-                    sqlx::query(&format!(
-                        "UPDATE transactions SET next_check_at = ?, checks = checks + 1 \
-                         WHERE id = ? AND {OPEN}"
-                    ))
-                    .bind(next_check_at)
-                    .bind(&id)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(())
-                }
-                .boxed()
+                conn.prepare_cached(&format!(
+                    "UPDATE transactions SET next_check_at = ?, checks = checks + 1 \
+                     WHERE id = ? AND {OPEN}"
+                ))?
+                .execute(params![next_check_at, id])?;
+                Ok(())
             })
             .await
     }
 
     async fn next_check_due(&self) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(&format!(
-            "SELECT MIN(next_check_at) FROM transactions WHERE next_check_at IS NOT NULL AND {OPEN}"
-        ))
-        .fetch_one(&self.reader)
-        .await?)
+        self.reader
+            .read(|conn| {
+                Ok(conn
+                    .prepare_cached(&format!(
+                        "SELECT MIN(next_check_at) FROM transactions \
+                         WHERE next_check_at IS NOT NULL AND {OPEN}"
+                    ))?
+                    .query_row([], |row| row.get(0))?)
+            })
+            .await
     }
 
     async fn escalate(&self, id: &str, at_ms: i64) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.writer
             .submit(move |conn| {
-                let id = id.clone();
-                async move {
-                    let done = sqlx::query(
+                let done = conn
+                    .prepare_cached(
                         "UPDATE transactions SET escalated_at = ? \
                          WHERE id = ? AND escalated_at IS NULL",
-                    )
-                    .bind(at_ms)
-                    .bind(&id)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(done.rows_affected() == 1)
-                }
-                .boxed()
+                    )?
+                    .execute(params![at_ms, id])?;
+                Ok(done == 1)
             })
             .await
     }
@@ -85,23 +82,20 @@ impl RecoveryQueue for SqliteStore {
         let (id, action_id) = (id.to_owned(), action_id.to_owned());
         self.writer
             .submit(move |conn| {
-                let (id, action_id, answer) = (id.clone(), action_id.clone(), answer.clone());
-                async move {
-                    let done = sqlx::query(
+                let done = conn
+                    .prepare_cached(
                         "UPDATE transactions SET action_id = ?, response_status = ?, \
                          response_body = ?, updated_at = ? \
                          WHERE id = ? AND status = 'unknown' AND response_status IS NULL",
-                    )
-                    .bind(&action_id)
-                    .bind(answer.status as i64)
-                    .bind(&answer.body)
-                    .bind(now_ms)
-                    .bind(&id)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(done.rows_affected() == 1)
-                }
-                .boxed()
+                    )?
+                    .execute(params![
+                        action_id,
+                        answer.status as i64,
+                        answer.body,
+                        now_ms,
+                        id
+                    ])?;
+                Ok(done == 1)
             })
             .await
     }
@@ -111,21 +105,14 @@ impl RecoveryQueue for SqliteStore {
         let me = self.instance.clone();
         self.writer
             .submit(move |conn| {
-                let me = me.clone();
-                async move {
-                    let done = sqlx::query(
+                let done = conn
+                    .prepare_cached(
                         "UPDATE transactions SET status = 'unknown', next_check_at = ?, \
                          updated_at = ?, lease_until = NULL WHERE status = 'processing' \
                          AND (owner IS NULL OR owner <> ?)",
-                    )
-                    .bind(check_at)
-                    .bind(now)
-                    .bind(&me)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(done.rows_affected())
-                }
-                .boxed()
+                    )?
+                    .execute(params![check_at, now, me])?;
+                Ok(done as u64)
             })
             .await
     }
@@ -139,7 +126,8 @@ impl RecoveryQueue for SqliteStore {
     }
 
     async fn list(&self, status: &str, limit: i64) -> Result<Vec<Transaction>, StoreError> {
-        let filter = if status == "escalated" {
+        let escalated = status == "escalated";
+        let filter = if escalated {
             "escalated_at IS NOT NULL AND status IN ('pending', 'unknown')"
         } else {
             "status = ?"
@@ -147,33 +135,46 @@ impl RecoveryQueue for SqliteStore {
         let sql = format!(
             "SELECT {COLUMNS} FROM transactions WHERE {filter} ORDER BY created_at DESC LIMIT ?"
         );
-        let mut query = sqlx::query(&sql);
-        if status != "escalated" {
-            query = query.bind(status);
-        }
-        let rows = query.bind(limit).fetch_all(&self.reader).await?;
-        rows.iter().map(row_to_transaction).collect()
+        let status = status.to_owned();
+        self.reader
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let mut rows = if escalated {
+                    stmt.query(params![limit])?
+                } else {
+                    stmt.query(params![status, limit])?
+                };
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    out.push(row_to_transaction(row)?);
+                }
+                Ok(out)
+            })
+            .await
     }
 
     async fn outcome_backlog(&self) -> Result<OutcomeBacklog, StoreError> {
-        type Row = (i64, i64, i64, Option<i64>, Option<i64>);
-        let (pending, unknown, escalated, oldest_unknown_at, oldest_pending_at): Row =
-            sqlx::query_as(
-                "SELECT COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'unknown'), 0), \
-                 COALESCE(SUM(escalated_at IS NOT NULL), 0), \
-                 MIN(CASE WHEN status = 'unknown' THEN created_at END), \
-                 MIN(CASE WHEN status = 'pending' THEN created_at END) \
-                 FROM transactions WHERE status IN ('pending', 'unknown')",
-            )
-            .fetch_one(&self.reader)
-            .await?;
-        Ok(OutcomeBacklog {
-            pending,
-            unknown,
-            escalated,
-            oldest_unknown_at,
-            oldest_pending_at,
-        })
+        self.reader
+            .read(|conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT COALESCE(SUM(status = 'pending'), 0), COALESCE(SUM(status = 'unknown'), 0), \
+                         COALESCE(SUM(escalated_at IS NOT NULL), 0), \
+                         MIN(CASE WHEN status = 'unknown' THEN created_at END), \
+                         MIN(CASE WHEN status = 'pending' THEN created_at END) \
+                         FROM transactions WHERE status IN ('pending', 'unknown')",
+                    )?
+                    .query_row([], |row| {
+                        Ok(OutcomeBacklog {
+                            pending: row.get(0)?,
+                            unknown: row.get(1)?,
+                            escalated: row.get(2)?,
+                            oldest_unknown_at: row.get(3)?,
+                            oldest_pending_at: row.get(4)?,
+                        })
+                    })?)
+            })
+            .await
     }
 }
 
@@ -182,19 +183,13 @@ impl SqliteStore {
         let me = self.instance.clone();
         self.writer
             .submit(move |conn| {
-                let me = me.clone();
-                async move {
-                    let done = sqlx::query(
+                let done = conn
+                    .prepare_cached(
                         "UPDATE transactions SET lease_until = ? \
                          WHERE owner = ? AND status = 'processing'",
-                    )
-                    .bind(until)
-                    .bind(&me)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(done.rows_affected())
-                }
-                .boxed()
+                    )?
+                    .execute(params![until, me])?;
+                Ok(done as u64)
             })
             .await
     }

@@ -1,9 +1,7 @@
 //! SQLite storage of manual subscriptions.
 
 use async_trait::async_trait;
-use futures::FutureExt;
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use rusqlite::params;
 
 use super::SqliteStore;
 use crate::store::subscriptions::*;
@@ -14,40 +12,35 @@ impl SubscriptionStore for SqliteStore {
     async fn save_subscription(&self, sub: Subscription) -> Result<Subscription, StoreError> {
         self.writer
             .submit(move |conn| {
-                let sub = sub.clone();
-                async move {
-                    let now = now_ms();
-                    sqlx::query(
-                        "INSERT INTO subscriptions (token, gateway, shop_transaction_id, \
-                         customer_token, payment_source_token, currency, interval_unit, \
-                         interval_count, status, created_at, updated_at) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                         ON CONFLICT (gateway, shop_transaction_id) DO NOTHING",
-                    )
-                    .bind(&sub.token)
-                    .bind(&sub.gateway)
-                    .bind(&sub.shop_transaction_id)
-                    .bind(&sub.customer_token)
-                    .bind(&sub.payment_source_token)
-                    .bind(&sub.currency)
-                    .bind(&sub.interval_unit)
-                    .bind(sub.interval_count)
-                    .bind(&sub.status)
-                    .bind(now)
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await?;
-                    let row = sqlx::query(&format!(
-                        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions \
-                         WHERE gateway = ? AND shop_transaction_id = ?"
-                    ))
-                    .bind(&sub.gateway)
-                    .bind(&sub.shop_transaction_id)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                    row_to_subscription(&row)
-                }
-                .boxed()
+                let now = now_ms();
+                conn.prepare_cached(
+                    "INSERT INTO subscriptions (token, gateway, shop_transaction_id, \
+                     customer_token, payment_source_token, currency, interval_unit, \
+                     interval_count, status, created_at, updated_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (gateway, shop_transaction_id) DO NOTHING",
+                )?
+                .execute(params![
+                    sub.token,
+                    sub.gateway,
+                    sub.shop_transaction_id,
+                    sub.customer_token,
+                    sub.payment_source_token,
+                    sub.currency,
+                    sub.interval_unit,
+                    sub.interval_count,
+                    sub.status,
+                    now,
+                    now,
+                ])?;
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions \
+                     WHERE gateway = ? AND shop_transaction_id = ?"
+                ))?;
+                let mut rows = stmt.query(params![sub.gateway, sub.shop_transaction_id])?;
+                // The row exists: inserted just now, or the one the insert gave way to.
+                let row = rows.next()?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+                row_to_subscription(row)
             })
             .await
     }
@@ -57,14 +50,16 @@ impl SubscriptionStore for SqliteStore {
         gateway: &str,
         token: &str,
     ) -> Result<Option<Subscription>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE gateway = ? AND token = ?"
-        ))
-        .bind(gateway)
-        .bind(token)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.as_ref().map(row_to_subscription).transpose()
+        let (gateway, token) = (gateway.to_owned(), token.to_owned());
+        self.reader
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE gateway = ? AND token = ?"
+                ))?;
+                let mut rows = stmt.query(params![gateway, token])?;
+                rows.next()?.map(row_to_subscription).transpose()
+            })
+            .await
     }
 
     async fn set_subscription_status(
@@ -76,23 +71,13 @@ impl SubscriptionStore for SqliteStore {
         let (gateway, token, status) = (gateway.to_owned(), token.to_owned(), status.to_owned());
         self.writer
             .submit(move |conn| {
-                let gateway = gateway.clone();
-                let token = token.clone();
-                let status = status.clone();
-                async move {
-                    let done = sqlx::query(
+                let done = conn
+                    .prepare_cached(
                         "UPDATE subscriptions SET status = ?, updated_at = ? \
                          WHERE gateway = ? AND token = ?",
-                    )
-                    .bind(&status)
-                    .bind(now_ms())
-                    .bind(&gateway)
-                    .bind(&token)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(done.rows_affected() == 1)
-                }
-                .boxed()
+                    )?
+                    .execute(params![status, now_ms(), gateway, token])?;
+                Ok(done == 1)
             })
             .await
     }
@@ -101,16 +86,16 @@ impl SubscriptionStore for SqliteStore {
 const SUBSCRIPTION_COLUMNS: &str = "token, gateway, shop_transaction_id, customer_token, \
     payment_source_token, currency, interval_unit, interval_count, status";
 
-fn row_to_subscription(row: &SqliteRow) -> Result<Subscription, StoreError> {
+fn row_to_subscription(row: &rusqlite::Row<'_>) -> Result<Subscription, StoreError> {
     Ok(Subscription {
-        token: row.try_get("token")?,
-        gateway: row.try_get("gateway")?,
-        shop_transaction_id: row.try_get("shop_transaction_id")?,
-        customer_token: row.try_get("customer_token")?,
-        payment_source_token: row.try_get("payment_source_token")?,
-        currency: row.try_get("currency")?,
-        interval_unit: row.try_get("interval_unit")?,
-        interval_count: row.try_get("interval_count")?,
-        status: row.try_get("status")?,
+        token: row.get("token")?,
+        gateway: row.get("gateway")?,
+        shop_transaction_id: row.get("shop_transaction_id")?,
+        customer_token: row.get("customer_token")?,
+        payment_source_token: row.get("payment_source_token")?,
+        currency: row.get("currency")?,
+        interval_unit: row.get("interval_unit")?,
+        interval_count: row.get("interval_count")?,
+        status: row.get("status")?,
     })
 }

@@ -38,7 +38,7 @@ async fn a_failing_write_does_not_spoil_its_batch() {
     for t in tasks {
         match t.await.unwrap() {
             Ok(Begin::Started(_)) => ok += 1,
-            Err(StoreError::Database(_)) => failed += 1,
+            Err(StoreError::Sqlite(_)) => failed += 1,
             other => panic!("{other:?}"),
         }
     }

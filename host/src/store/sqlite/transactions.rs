@@ -2,9 +2,7 @@
 //! completion (with its callback in the same transaction), lookups.
 
 use async_trait::async_trait;
-use futures::FutureExt;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use rusqlite::{Connection, params};
 
 use super::SqliteStore;
 use super::outbox::insert_callback;
@@ -25,11 +23,7 @@ impl TransactionStore for SqliteStore {
     ) -> Result<Begin, StoreError> {
         let owner = self.instance.clone();
         self.writer
-            .submit(move |conn| {
-                let new = new.clone();
-                let owner = owner.clone();
-                async move { begin(conn, new, rule, &owner).await }.boxed()
-            })
+            .submit(move |conn| begin(conn, &new, rule, &owner))
             .await
     }
 
@@ -38,44 +32,35 @@ impl TransactionStore for SqliteStore {
         let owner = self.instance.clone();
         self.writer
             .submit(move |conn| {
-                let id = id.clone();
-                let owner = owner.clone();
-                async move {
-                    let now = now_ms();
-                    let done = sqlx::query(
+                let now = now_ms();
+                let changed = conn
+                    .prepare_cached(
                         "UPDATE transactions SET status = 'processing', response_status = NULL, \
                          response_body = NULL, updated_at = ?, owner = ?, lease_until = ? \
                          WHERE id = ? AND status = 'failed'",
-                    )
-                    .bind(now)
-                    .bind(&owner)
-                    .bind(now + CALL_LEASE_MS)
-                    .bind(&id)
-                    .execute(&mut *conn)
-                    .await?;
-                    Ok(done.rows_affected() == 1)
-                }
-                .boxed()
+                    )?
+                    .execute(params![now, owner, now + CALL_LEASE_MS, id])?;
+                Ok(changed == 1)
             })
             .await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Transaction>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM transactions WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        row.as_ref().map(row_to_transaction).transpose()
+        let id = id.to_owned();
+        self.reader
+            .read(move |conn| {
+                one(
+                    conn,
+                    &format!("SELECT {COLUMNS} FROM transactions WHERE id = ?"),
+                    &id,
+                )
+            })
+            .await
     }
 
     async fn get_by_key(&self, idempotency_key: &str) -> Result<Option<Transaction>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM transactions WHERE idempotency_key = ?"
-        ))
-        .bind(idempotency_key)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.as_ref().map(row_to_transaction).transpose()
+        let key = idempotency_key.to_owned();
+        self.reader.read(move |conn| by_key(conn, &key)).await
     }
 
     async fn find_by_token(
@@ -84,21 +69,23 @@ impl TransactionStore for SqliteStore {
         token: &str,
         actions: &[Action],
     ) -> Result<Option<Transaction>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM transactions WHERE gateway = ? AND transaction_token = ? \
-             ORDER BY created_at"
-        ))
-        .bind(gateway)
-        .bind(token)
-        .fetch_all(&self.reader)
-        .await?;
-        for row in &rows {
-            let t = row_to_transaction(row)?;
-            if actions.contains(&t.action) {
-                return Ok(Some(t));
-            }
-        }
-        Ok(None)
+        let (gateway, token, actions) = (gateway.to_owned(), token.to_owned(), actions.to_vec());
+        self.reader
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM transactions WHERE gateway = ? AND transaction_token = ? \
+                     ORDER BY created_at"
+                ))?;
+                let mut rows = stmt.query(params![gateway, token])?;
+                while let Some(row) = rows.next()? {
+                    let t = row_to_transaction(row)?;
+                    if actions.contains(&t.action) {
+                        return Ok(Some(t));
+                    }
+                }
+                Ok(None)
+            })
+            .await
     }
 
     async fn find_pending_by_reference(
@@ -106,15 +93,21 @@ impl TransactionStore for SqliteStore {
         gateway: &str,
         psp_reference: &str,
     ) -> Result<Vec<Transaction>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM transactions WHERE gateway = ? AND psp_reference = ? \
-             AND status IN ('pending', 'unknown') ORDER BY created_at"
-        ))
-        .bind(gateway)
-        .bind(psp_reference)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(row_to_transaction).collect()
+        let (gateway, reference) = (gateway.to_owned(), psp_reference.to_owned());
+        self.reader
+            .read(move |conn| {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM transactions WHERE gateway = ? AND psp_reference = ? \
+                     AND status IN ('pending', 'unknown') ORDER BY created_at"
+                ))?;
+                let mut rows = stmt.query(params![gateway, reference])?;
+                let mut found = Vec::new();
+                while let Some(row) = rows.next()? {
+                    found.push(row_to_transaction(row)?);
+                }
+                Ok(found)
+            })
+            .await
     }
 
     async fn complete(
@@ -126,46 +119,55 @@ impl TransactionStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let id = id.to_owned();
         self.writer
-            .submit(move |conn| {
-                let id = id.clone();
-                let completion = completion.clone();
-                let callback = callback.clone();
-                async move { complete(conn, &id, completion, callback, only_if).await }.boxed()
-            })
+            .submit(move |conn| complete(conn, &id, &completion, callback.as_ref(), only_if))
             .await
     }
 
     async fn drawn(&self, parent_id: &str, action: Action) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(DRAWN)
-            .bind(parent_id)
-            .bind(action.as_str())
-            .fetch_one(&self.reader)
-            .await?)
+        let parent_id = parent_id.to_owned();
+        self.reader
+            .read(move |conn| drawn(conn, &parent_id, action.as_str()))
+            .await
     }
 }
 
-pub(super) fn row_to_transaction(row: &SqliteRow) -> Result<Transaction, StoreError> {
-    let action: String = row.try_get("action")?;
-    let status: String = row.try_get("status")?;
-    let response_status: Option<i64> = row.try_get("response_status")?;
-    let response_body: Option<String> = row.try_get("response_body")?;
+/// The transaction `sql` selects by its one parameter, if any.
+fn one(conn: &Connection, sql: &str, param: &str) -> Result<Option<Transaction>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query([param])?;
+    rows.next()?.map(row_to_transaction).transpose()
+}
+
+fn by_key(conn: &Connection, key: &str) -> Result<Option<Transaction>, StoreError> {
+    one(
+        conn,
+        &format!("SELECT {COLUMNS} FROM transactions WHERE idempotency_key = ?"),
+        key,
+    )
+}
+
+pub(super) fn row_to_transaction(row: &rusqlite::Row<'_>) -> Result<Transaction, StoreError> {
+    let action: String = row.get("action")?;
+    let status: String = row.get("status")?;
+    let response_status: Option<i64> = row.get("response_status")?;
+    let response_body: Option<String> = row.get("response_body")?;
     Ok(Transaction {
-        id: row.try_get("id")?,
-        gateway: row.try_get("gateway")?,
-        front: row.try_get("front")?,
+        id: row.get("id")?,
+        gateway: row.get("gateway")?,
+        front: row.get("front")?,
         action: Action::parse(&action).ok_or_else(|| StoreError::Corrupt(action.clone()))?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        resource_id: row.try_get("resource_id")?,
-        parent_id: row.try_get("parent_id")?,
-        transaction_token: row.try_get("transaction_token")?,
-        psp_token: row.try_get("psp_token")?,
-        psp_reference: row.try_get("psp_reference")?,
-        action_id: row.try_get("action_id")?,
-        amount_cents: row.try_get("amount_cents")?,
-        currency: row.try_get("currency")?,
+        idempotency_key: row.get("idempotency_key")?,
+        resource_id: row.get("resource_id")?,
+        parent_id: row.get("parent_id")?,
+        transaction_token: row.get("transaction_token")?,
+        psp_token: row.get("psp_token")?,
+        psp_reference: row.get("psp_reference")?,
+        action_id: row.get("action_id")?,
+        amount_cents: row.get("amount_cents")?,
+        currency: row.get("currency")?,
         status: Status::parse(&status).ok_or_else(|| StoreError::Corrupt(status.clone()))?,
-        error_code: row.try_get("error_code")?,
-        error_message: row.try_get("error_message")?,
+        error_code: row.get("error_code")?,
+        error_message: row.get("error_message")?,
         response: match (response_status, response_body) {
             (Some(status), Some(body)) => Some(StoredAnswer {
                 status: status as u16,
@@ -173,65 +175,54 @@ pub(super) fn row_to_transaction(row: &SqliteRow) -> Result<Transaction, StoreEr
             }),
             _ => None,
         },
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        next_check_at: row.try_get("next_check_at")?,
-        checks: row.try_get("checks")?,
-        escalated_at: row.try_get("escalated_at")?,
-        replay: row.try_get("replay")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        next_check_at: row.get("next_check_at")?,
+        checks: row.get("checks")?,
+        escalated_at: row.get("escalated_at")?,
+        replay: row.get("replay")?,
     })
 }
 
 /// What a parent's children of one action hold: those that succeeded or may still.
-const DRAWN: &str = "SELECT COALESCE(SUM(amount_cents), 0) FROM transactions \
-    WHERE parent_id = ? AND action = ? \
-    AND status IN ('processing', 'approved', 'pending', 'unknown')";
+fn drawn(conn: &Connection, parent_id: &str, action: &str) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(amount_cents), 0) FROM transactions \
+             WHERE parent_id = ? AND action = ? \
+             AND status IN ('processing', 'approved', 'pending', 'unknown')",
+        )?
+        .query_row(params![parent_id, action], |row| row.get(0))?)
+}
 
 /// The amount a follow-up may still draw from its parent.
-async fn available(
-    conn: &mut SqliteConnection,
-    parent_id: &str,
-    rule: BalanceRule,
-) -> Result<i64, StoreError> {
-    let parent: i64 = sqlx::query_scalar("SELECT amount_cents FROM transactions WHERE id = ?")
-        .bind(parent_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    let drawn = |action: &'static str| {
-        sqlx::query_scalar::<_, i64>(DRAWN)
-            .bind(parent_id)
-            .bind(action)
-    };
+fn available(conn: &Connection, parent_id: &str, rule: BalanceRule) -> Result<i64, StoreError> {
+    let parent: i64 = conn
+        .prepare_cached("SELECT amount_cents FROM transactions WHERE id = ?")?
+        .query_row([parent_id], |row| row.get(0))?;
     Ok(match rule {
-        BalanceRule::Refund => parent - drawn("refund").fetch_one(&mut *conn).await?,
+        BalanceRule::Refund => parent - drawn(conn, parent_id, "refund")?,
         BalanceRule::Capture | BalanceRule::Void => {
-            let voided = drawn("void").fetch_one(&mut *conn).await?;
-            if voided > 0 {
+            if drawn(conn, parent_id, "void")? > 0 {
                 0
             } else {
-                parent - drawn("capture").fetch_one(&mut *conn).await?
+                parent - drawn(conn, parent_id, "capture")?
             }
         }
     })
 }
 
-async fn begin(
-    conn: &mut SqliteConnection,
-    new: NewTransaction,
+fn begin(
+    conn: &Connection,
+    new: &NewTransaction,
     rule: Option<BalanceRule>,
     owner: &str,
 ) -> Result<Begin, StoreError> {
-    let existing = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM transactions WHERE idempotency_key = ?"
-    ))
-    .bind(&new.idempotency_key)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(row) = existing {
-        return Ok(Begin::Existing(row_to_transaction(&row)?));
+    if let Some(existing) = by_key(conn, &new.idempotency_key)? {
+        return Ok(Begin::Existing(existing));
     }
     if let (Some(rule), Some(parent)) = (rule, &new.parent_id) {
-        let available = available(conn, parent, rule).await?;
+        let available = available(conn, parent, rule)?;
         let fits = match rule {
             BalanceRule::Void => available > 0,
             _ => new.amount_cents <= available,
@@ -241,28 +232,29 @@ async fn begin(
         }
     }
     let now = now_ms();
-    sqlx::query(
+    conn.prepare_cached(
         "INSERT INTO transactions (id, gateway, front, action, idempotency_key, resource_id, \
          parent_id, transaction_token, amount_cents, currency, status, created_at, updated_at, \
          replay, owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'processing', ?, ?, ?, ?, ?)",
-    )
-    .bind(&new.id)
-    .bind(&new.gateway)
-    .bind(&new.front)
-    .bind(new.action.as_str())
-    .bind(&new.idempotency_key)
-    .bind(&new.resource_id)
-    .bind(&new.parent_id)
-    .bind(&new.transaction_token)
-    .bind(new.amount_cents)
-    .bind(&new.currency)
-    .bind(now)
-    .bind(now)
-    .bind(&new.replay)
-    .bind(owner)
-    .bind(now + CALL_LEASE_MS)
-    .execute(&mut *conn)
-    .await?;
+    )?
+    .execute(params![
+        new.id,
+        new.gateway,
+        new.front,
+        new.action.as_str(),
+        new.idempotency_key,
+        new.resource_id,
+        new.parent_id,
+        new.transaction_token,
+        new.amount_cents,
+        new.currency,
+        now,
+        now,
+        new.replay,
+        owner,
+        now + CALL_LEASE_MS,
+    ])?;
+    let new = new.clone();
     Ok(Begin::Started(Transaction {
         id: new.id,
         gateway: new.gateway,
@@ -290,51 +282,50 @@ async fn begin(
     }))
 }
 
-async fn complete(
-    conn: &mut SqliteConnection,
+fn complete(
+    conn: &Connection,
     id: &str,
-    c: Completion,
-    callback: Option<NewCallback>,
+    c: &Completion,
+    callback: Option<&NewCallback>,
     only_if: Option<Status>,
 ) -> Result<bool, StoreError> {
     let now = now_ms();
     let (response_status, response_body) = match &c.response {
-        Some(a) => (Some(a.status as i64), Some(a.body.clone())),
+        Some(a) => (Some(a.status as i64), Some(a.body.as_str())),
         None => (None, None),
     };
     // COALESCE: a completion without a stored answer keeps the one already given (a
     // deferred call's 202 stays the answer replayed to duplicates).
-    let updated = sqlx::query(
-        "UPDATE transactions SET status = ?, \
-         transaction_token = COALESCE(?, transaction_token), psp_token = COALESCE(?, psp_token), \
-         psp_reference = COALESCE(?, psp_reference), action_id = COALESCE(?, action_id), \
-         error_code = ?, error_message = ?, response_status = COALESCE(?, response_status), \
-         response_body = COALESCE(?, response_body), updated_at = ?, next_check_at = ?, \
-         replay = CASE WHEN ? IN ('approved', 'declined') THEN NULL ELSE replay END \
-         WHERE id = ? AND (? IS NULL OR status = ?)",
-    )
-    .bind(c.status.as_str())
-    .bind(&c.transaction_token)
-    .bind(&c.psp_token)
-    .bind(&c.psp_reference)
-    .bind(&c.action_id)
-    .bind(&c.error_code)
-    .bind(&c.error_message)
-    .bind(response_status)
-    .bind(response_body)
-    .bind(now)
-    .bind(c.next_check_at)
-    .bind(c.status.as_str())
-    .bind(id)
-    .bind(only_if.map(Status::as_str))
-    .bind(only_if.map(Status::as_str))
-    .execute(&mut *conn)
-    .await?;
-    if updated.rows_affected() == 0 {
+    let updated = conn
+        .prepare_cached(
+            "UPDATE transactions SET status = ?1, \
+             transaction_token = COALESCE(?2, transaction_token), psp_token = COALESCE(?3, psp_token), \
+             psp_reference = COALESCE(?4, psp_reference), action_id = COALESCE(?5, action_id), \
+             error_code = ?6, error_message = ?7, response_status = COALESCE(?8, response_status), \
+             response_body = COALESCE(?9, response_body), updated_at = ?10, next_check_at = ?11, \
+             replay = CASE WHEN ?1 IN ('approved', 'declined') THEN NULL ELSE replay END \
+             WHERE id = ?12 AND (?13 IS NULL OR status = ?13)",
+        )?
+        .execute(params![
+            c.status.as_str(),
+            c.transaction_token,
+            c.psp_token,
+            c.psp_reference,
+            c.action_id,
+            c.error_code,
+            c.error_message,
+            response_status,
+            response_body,
+            now,
+            c.next_check_at,
+            id,
+            only_if.map(Status::as_str),
+        ])?;
+    if updated == 0 {
         return Ok(false);
     }
     if let Some(cb) = callback {
-        insert_callback(conn, &cb, now).await?;
+        insert_callback(conn, cb, now)?;
     }
     Ok(true)
 }
