@@ -24,10 +24,16 @@ impl TransactionStore for PostgresStore {
         rule: Option<BalanceRule>,
     ) -> Result<Begin, StoreError> {
         let result = async {
-            let mut tx = self.pool.begin().await?;
-            let begun = begin(&mut tx, new, rule, &self.instance).await?;
-            tx.commit().await?;
-            Ok(begun)
+            if rule.is_some() && new.parent_id.is_some() {
+                let mut tx = self.pool.begin().await?;
+                let begun = begin(&mut tx, new, rule, &self.instance).await?;
+                tx.commit().await?;
+                Ok(begun)
+            } else {
+                // Without a balance to check, `begin` writes with one statement, which is
+                // its own transaction: BEGIN and COMMIT would add two round trips for nothing.
+                begin(&mut *self.pool.acquire().await?, new, None, &self.instance).await
+            }
         }
         .await;
         self.written(result)
@@ -112,10 +118,22 @@ impl TransactionStore for PostgresStore {
         only_if: Option<Status>,
     ) -> Result<bool, StoreError> {
         let result = async {
-            let mut tx = self.pool.begin().await?;
-            let done = complete(&mut tx, id, completion, callback, only_if).await?;
-            tx.commit().await?;
-            Ok(done)
+            if callback.is_some() {
+                let mut tx = self.pool.begin().await?;
+                let done = complete(&mut tx, id, completion, callback, only_if).await?;
+                tx.commit().await?;
+                Ok(done)
+            } else {
+                // One UPDATE: its own transaction (see `begin`).
+                complete(
+                    &mut *self.pool.acquire().await?,
+                    id,
+                    completion,
+                    None,
+                    only_if,
+                )
+                .await
+            }
         }
         .await;
         self.written(result)
