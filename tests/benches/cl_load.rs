@@ -164,26 +164,32 @@ async fn run(options: &Options) -> anyhow::Result<bool> {
     let pool_cap = (MAX_POOL_BYTES / body_len).max(1_000);
     let max_bodies = ((warm_up.throughput() * 2.0) as usize * options.duration.as_secs() as usize)
         .clamp(1_000, pool_cap);
+    let requests = authorize_requests(&client, &url, prepare(&sim, max_bodies));
+    let before = StoreCounters::read(&client, &gw).await;
     let max = closed_loop(
         "authorize (max)",
         options.concurrency,
         options.duration,
         max_bodies,
-        authorize_requests(&client, &url, prepare(&sim, max_bodies)),
+        requests,
         &Progress::new(),
     )
     .await;
+    let max_batches = StoreCounters::read(&client, &gw).await.since(&before);
 
     let fixed_count = (options.rate as usize) * options.duration.as_secs() as usize;
+    let bodies = prepare(&sim, fixed_count);
+    let before = StoreCounters::read(&client, &gw).await;
     let fixed = open_loop(
         "authorize (fixed rate)",
         &client,
         &url,
         options.rate,
-        prepare(&sim, fixed_count),
+        bodies,
         &Progress::new(),
     )
     .await;
+    let fixed_batches = StoreCounters::read(&client, &gw).await.since(&before);
 
     let minimal_count = ((warm_up.throughput() * 4.0) as usize
         * options.duration.as_secs() as usize)
@@ -222,6 +228,8 @@ async fn run(options: &Options) -> anyhow::Result<bool> {
             max.throughput() / node_small.throughput()
         );
     }
+    println!("group commit, authorize (max): {max_batches}");
+    println!("group commit, authorize (fixed rate): {fixed_batches}");
     if max.requests() == max_bodies {
         println!(
             "note: the authorize (max) run used all {max_bodies} pre-built bodies and ended early"
@@ -299,6 +307,53 @@ async fn postgres_runs(options: &Options, client: &reqwest::Client, sqlite: &Run
         );
     }
     errors
+}
+
+/// The store's commit counters on a gateway's `/metrics`: how many writes each commit
+/// carried (the group commit's batches).
+struct StoreCounters {
+    commits: f64,
+    writes: f64,
+}
+
+impl StoreCounters {
+    async fn read(client: &reqwest::Client, gw: &Gateway) -> StoreCounters {
+        let text = match client.get(gw.url("/metrics")).send().await {
+            Ok(resp) => resp.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        StoreCounters {
+            commits: value("psp_store_commits_total"),
+            writes: value("psp_store_writes_total"),
+        }
+    }
+
+    fn since(self, before: &StoreCounters) -> StoreCounters {
+        StoreCounters {
+            commits: self.commits - before.commits,
+            writes: self.writes - before.writes,
+        }
+    }
+}
+
+impl std::fmt::Display for StoreCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mean = if self.commits > 0.0 {
+            self.writes / self.commits
+        } else {
+            0.0
+        };
+        write!(
+            f,
+            "{} writes in {} commits, {mean:.1} writes per commit",
+            self.writes, self.commits
+        )
+    }
 }
 
 /// `count` distinct signed authorize bodies of the sample order for `sim`'s gateway.

@@ -56,10 +56,14 @@ impl PostgresStore {
         })
     }
 
-    /// Records how a write went for `health`, passing its result through.
+    /// Records how a write went for `health` (and counts its commit: each write here is
+    /// its own), passing its result through.
     fn written<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         match &result {
-            Ok(_) => self.writes_failing.store(false, Ordering::Relaxed),
+            Ok(_) => {
+                self.writes_failing.store(false, Ordering::Relaxed);
+                crate::telemetry::store_commit(1);
+            }
             Err(StoreError::Database(e)) if is_unavailable(e) => {
                 self.writes_failing.store(true, Ordering::Relaxed)
             }
