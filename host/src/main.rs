@@ -11,6 +11,12 @@ use tracing_subscriber::EnvFilter;
 
 use psp_gateway::config::Config;
 
+/// Requests allocate and free many short-lived buffers on several threads (bodies, parsed
+/// documents, plugin calls); mimalloc's thread-local free lists cost far less there than
+/// glibc's arenas. Measured by `cl_load` (README, performance).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,
