@@ -4,6 +4,7 @@
 //! as Commerce Layer documents them.
 
 pub mod parse;
+mod raw;
 
 use std::sync::Arc;
 

@@ -2,7 +2,12 @@
 //! request. Included resources are found by type and id, never by position; every missing
 //! or malformed field is reported by its path.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::raw::{Fields, Text, is_object};
 
 use crate::payments::PaymentRequest;
 use crate::plugins::types::{Address, LineItem, Order, Pair};
@@ -23,94 +28,145 @@ fn err(path: impl Into<String>, problem: impl Into<String>) -> FieldError {
     }
 }
 
-/// One JSON:API resource object.
-struct Resource<'a> {
-    path: String,
-    id: &'a str,
-    kind: &'a str,
-    attributes: &'a Map<String, Value>,
-    relationships: Option<&'a Map<String, Value>>,
+/// Where a resource sits in the document, for error paths.
+#[derive(Clone, Copy)]
+enum Place {
+    Data,
+    Included(usize),
 }
 
-static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Data => f.write_str("data"),
+            Place::Included(i) => write!(f, "included[{i}]"),
+        }
+    }
+}
 
-impl<'a> Resource<'a> {
-    fn from(value: &'a Value, path: String) -> Result<Resource<'a>, FieldError> {
-        let obj = value
-            .as_object()
-            .ok_or_else(|| err(&path, "must be an object"))?;
-        let id = obj
-            .get("id")
-            .and_then(Value::as_str)
+/// A resource as found in the document: its identity, the rest left raw until used.
+struct Entry<'a> {
+    place: Place,
+    id: Cow<'a, str>,
+    kind: Cow<'a, str>,
+    attributes: Option<&'a RawValue>,
+    relationships: Option<&'a RawValue>,
+}
+
+impl<'a> Entry<'a> {
+    /// Checks what every resource must have: an object with a string id and type, and
+    /// attributes that are an object if present.
+    fn from(raw: &'a RawValue, place: Place) -> Result<Entry<'a>, FieldError> {
+        let fields = Fields::of(raw).ok_or_else(|| err(place.to_string(), "must be an object"))?;
+        let text = |name: &str| fields.get(name).and_then(Text::of);
+        let id = text("id")
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| err(format!("{path}.id"), "missing or not a string"))?;
-        let kind = obj
-            .get("type")
-            .and_then(Value::as_str)
-            .ok_or_else(|| err(format!("{path}.type"), "missing or not a string"))?;
-        let attributes = match obj.get("attributes") {
-            None | Some(Value::Null) => &*EMPTY,
-            Some(Value::Object(m)) => m,
-            Some(_) => return Err(err(format!("{path}.attributes"), "must be an object")),
-        };
-        let relationships = obj.get("relationships").and_then(Value::as_object);
-        Ok(Resource {
-            path,
+            .ok_or_else(|| err(format!("{place}.id"), "missing or not a string"))?;
+        let kind =
+            text("type").ok_or_else(|| err(format!("{place}.type"), "missing or not a string"))?;
+        let attributes = fields.value("attributes");
+        if attributes.is_some_and(|a| !is_object(a)) {
+            return Err(err(format!("{place}.attributes"), "must be an object"));
+        }
+        Ok(Entry {
+            place,
             id,
             kind,
             attributes,
-            relationships,
+            relationships: fields.value("relationships").filter(|r| is_object(r)),
         })
     }
 
+    /// The resource with its members read (its attributes are known to be an object).
+    fn open(&self) -> Resource<'a> {
+        let members = |raw: Option<&'a RawValue>| raw.and_then(Fields::of).unwrap_or_default();
+        Resource {
+            place: self.place,
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            attributes: members(self.attributes),
+            relationships: members(self.relationships),
+        }
+    }
+}
+
+/// One JSON:API resource object, its attributes read as asked for.
+struct Resource<'a> {
+    place: Place,
+    id: Cow<'a, str>,
+    kind: Cow<'a, str>,
+    attributes: Fields<'a>,
+    relationships: Fields<'a>,
+}
+
+impl<'a> Resource<'a> {
     fn attr_path(&self, name: &str) -> String {
-        format!("{}.attributes.{name}", self.path)
+        format!("{}.attributes.{name}", self.place)
     }
 
-    fn str_attr(&self, name: &str) -> Result<Option<&'a str>, FieldError> {
-        match self.attributes.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.as_str())),
-            Some(_) => Err(err(self.attr_path(name), "must be a string")),
+    fn str_attr(&self, name: &str) -> Result<Option<Cow<'a, str>>, FieldError> {
+        match self.attributes.value(name) {
+            None => Ok(None),
+            Some(v) => Text::of(v)
+                .map(Some)
+                .ok_or_else(|| err(self.attr_path(name), "must be a string")),
         }
     }
 
-    fn required_str(&self, name: &str) -> Result<&'a str, FieldError> {
+    /// A string attribute, `None` if absent or not a string.
+    fn text(&self, name: &str) -> Option<String> {
+        self.str_attr(name).ok().flatten().map(Cow::into_owned)
+    }
+
+    fn required_str(&self, name: &str) -> Result<Cow<'a, str>, FieldError> {
         self.str_attr(name)?
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| err(self.attr_path(name), "missing"))
     }
 
+    /// An attribute as a value of `T`, `None` if absent or of another kind.
+    fn number<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<T> {
+        serde_json::from_str(self.attributes.value(name)?.get()).ok()
+    }
+
     fn cents(&self, name: &str) -> Result<Option<u64>, FieldError> {
-        match self.attributes.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_u64()
+        match self.attributes.value(name) {
+            None => Ok(None),
+            Some(v) => serde_json::from_str::<u64>(v.get())
                 .map(Some)
-                .ok_or_else(|| err(self.attr_path(name), "must be a whole number of cents >= 0")),
+                .map_err(|_| err(self.attr_path(name), "must be a whole number of cents >= 0")),
         }
     }
 
     fn signed_cents(&self, name: &str) -> i64 {
-        self.attributes
-            .get(name)
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
+        self.number(name).unwrap_or(0)
+    }
+
+    /// An attribute as a JSON tree (for the few that are passed on whole).
+    fn tree(&self, name: &str) -> Option<Value> {
+        serde_json::from_str(self.attributes.value(name)?.get()).ok()
     }
 
     /// `relationships.<name>.data` as (type, id) pairs (one or many).
-    fn related(&self, name: &str) -> Vec<(&'a str, &'a str)> {
+    fn related(&self, name: &str) -> Vec<(Cow<'a, str>, Cow<'a, str>)> {
         let Some(data) = self
             .relationships
-            .and_then(|r| r.get(name))
+            .get(name)
+            .and_then(Fields::of)
             .and_then(|r| r.get("data"))
         else {
             return Vec::new();
         };
-        let one = |v: &'a Value| Some((v.get("type")?.as_str()?, v.get("id")?.as_str()?));
-        match data {
-            Value::Array(items) => items.iter().filter_map(one).collect(),
-            other => one(other).into_iter().collect(),
+        let one = |v: &'a RawValue| {
+            let f = Fields::of(v)?;
+            Some((Text::of(f.get("type")?)?, Text::of(f.get("id")?)?))
+        };
+        if data.get().starts_with('[') {
+            serde_json::from_str::<Vec<&RawValue>>(data.get())
+                .map(|items| items.into_iter().filter_map(one).collect())
+                .unwrap_or_default()
+        } else {
+            one(data).into_iter().collect()
         }
     }
 }
@@ -118,43 +174,61 @@ impl<'a> Resource<'a> {
 /// The document: `data` and the `included` index.
 struct Document<'a> {
     data: Resource<'a>,
-    included: Vec<Resource<'a>>,
+    included: Vec<Entry<'a>>,
 }
 
 impl<'a> Document<'a> {
-    fn parse(value: &'a Value) -> Result<Document<'a>, FieldError> {
-        let data = value.get("data").ok_or_else(|| err("data", "missing"))?;
-        let data = Resource::from(data, "data".into())?;
-        let included = match value.get("included") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
+    fn parse(body: &'a str) -> Result<Document<'a>, FieldError> {
+        let top: Fields = serde_json::from_str(body).map_err(|e| {
+            if e.is_data() {
+                // JSON, but not an object: it has no `data`.
+                err("data", "missing")
+            } else {
+                not_json(&e)
+            }
+        })?;
+        let data = top.get("data").ok_or_else(|| err("data", "missing"))?;
+        let data = Entry::from(data, Place::Data)?.open();
+        let included = match top.value("included") {
+            None => Vec::new(),
+            Some(items) => serde_json::from_str::<Vec<&RawValue>>(items.get())
+                .map_err(|_| err("included", "must be an array"))?
+                .into_iter()
                 .enumerate()
-                .map(|(i, v)| Resource::from(v, format!("included[{i}]")))
+                .map(|(i, v)| Entry::from(v, Place::Included(i)))
                 .collect::<Result<_, _>>()?,
-            Some(_) => return Err(err("included", "must be an array")),
         };
         Ok(Document { data, included })
     }
 
-    fn find(&self, kind: &str, id: &str) -> Option<&Resource<'a>> {
-        self.included.iter().find(|r| r.kind == kind && r.id == id)
+    fn find(&self, kind: &str, id: &str) -> Option<Resource<'a>> {
+        self.included
+            .iter()
+            .find(|r| r.kind == kind && r.id == id)
+            .map(Entry::open)
     }
 
     /// The first related resource of `from` under `name` that is included.
-    fn follow(&self, from: &Resource<'a>, name: &str) -> Option<&Resource<'a>> {
+    fn follow(&self, from: &Resource<'a>, name: &str) -> Option<Resource<'a>> {
         from.related(name)
             .into_iter()
-            .find_map(|(kind, id)| self.find(kind, id))
+            .find_map(|(kind, id)| self.find(&kind, &id))
     }
 
-    fn order(&self) -> Option<&Resource<'a>> {
+    fn order(&self) -> Option<Resource<'a>> {
         self.follow(&self.data, "order")
     }
 }
 
-fn address(r: &Resource) -> Address {
-    let s = |name: &str| r.str_attr(name).ok().flatten().map(str::to_owned);
+fn not_json(e: &serde_json::Error) -> FieldError {
+    err(
+        "body",
+        format!("not JSON (line {}, column {})", e.line(), e.column()),
+    )
+}
+
+fn address(r: Resource) -> Address {
+    let s = |name: &str| r.text(name);
     Address {
         first_name: s("first_name"),
         last_name: s("last_name"),
@@ -170,14 +244,14 @@ fn address(r: &Resource) -> Address {
     }
 }
 
-fn metadata(attributes: &Map<String, Value>) -> Vec<Pair> {
-    match attributes.get("metadata") {
+fn metadata(r: &Resource) -> Vec<Pair> {
+    match r.tree("metadata") {
         Some(Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| Pair {
-                key: k.clone(),
+            .into_iter()
+            .map(|(key, v)| Pair {
+                key,
                 value: match v {
-                    Value::String(s) => s.clone(),
+                    Value::String(s) => s,
                     other => other.to_string(),
                 },
             })
@@ -187,43 +261,38 @@ fn metadata(attributes: &Map<String, Value>) -> Vec<Pair> {
 }
 
 fn normalise_order(doc: &Document, order: &Resource) -> Order {
-    let s = |name: &str| order.str_attr(name).ok().flatten().map(str::to_owned);
     let line_items = order
         .related("line_items")
         .into_iter()
-        .filter_map(|(kind, id)| doc.find(kind, id))
+        .filter_map(|(kind, id)| doc.find(&kind, &id))
         .map(|li| LineItem {
-            sku_code: li.str_attr("sku_code").ok().flatten().map(str::to_owned),
-            name: li.str_attr("name").ok().flatten().map(str::to_owned),
-            quantity: li
-                .attributes
-                .get("quantity")
-                .and_then(Value::as_u64)
-                .unwrap_or(0) as u32,
+            sku_code: li.text("sku_code"),
+            name: li.text("name"),
+            quantity: li.number::<u64>("quantity").unwrap_or(0) as u32,
             unit_amount_cents: li.signed_cents("unit_amount_cents"),
             total_amount_cents: li.signed_cents("total_amount_cents"),
-            item_type: li.str_attr("item_type").ok().flatten().map(str::to_owned),
+            item_type: li.text("item_type"),
         })
         .collect();
     Order {
-        id: order.id.to_owned(),
-        number: match order.attributes.get("number") {
-            Some(Value::String(n)) => Some(n.clone()),
+        id: order.id.clone().into_owned(),
+        number: match order.tree("number") {
+            Some(Value::String(n)) => Some(n),
             Some(Value::Number(n)) => Some(n.to_string()),
             _ => None,
         },
-        customer_email: s("customer_email"),
-        language_code: s("language_code"),
-        country_code: s("country_code"),
+        customer_email: order.text("customer_email"),
+        language_code: order.text("language_code"),
+        country_code: order.text("country_code"),
         billing_address: doc.follow(order, "billing_address").map(address),
         shipping_address: doc.follow(order, "shipping_address").map(address),
         line_items,
-        metadata: metadata(order.attributes),
+        metadata: metadata(order),
     }
 }
 
 fn expect_type(doc: &Document, types: &[&str]) -> Result<(), FieldError> {
-    if types.contains(&doc.data.kind) {
+    if types.contains(&&*doc.data.kind) {
         Ok(())
     } else {
         Err(err(
@@ -239,28 +308,27 @@ fn expect_type(doc: &Document, types: &[&str]) -> Result<(), FieldError> {
 
 /// Parses a request body for `action` on `gateway`.
 pub fn parse(gateway: &str, action: Action, body: &[u8]) -> Result<PaymentRequest, FieldError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    let body = std::str::from_utf8(body).map_err(|e| {
         err(
             "body",
-            format!("not JSON (line {}, column {})", e.line(), e.column()),
+            format!("not JSON (not UTF-8 at byte {})", e.valid_up_to()),
         )
     })?;
-    let doc = Document::parse(&value)?;
+    let doc = Document::parse(body)?;
     let data = &doc.data;
     let order = doc.order();
+    let order = order.as_ref();
     let mut req = PaymentRequest {
         gateway: gateway.to_owned(),
         action,
         natural_key: String::new(),
-        resource_id: data.id.to_owned(),
+        resource_id: data.id.clone().into_owned(),
         amount_cents: 0,
         currency: String::new(),
         payment_source_token: None,
         parent_token: None,
         customer_token: None,
-        customer_email: order
-            .and_then(|o| o.str_attr("customer_email").ok().flatten())
-            .map(str::to_owned),
+        customer_email: order.and_then(|o| o.text("customer_email")),
         order: order.map(|o| normalise_order(&doc, o)),
         options_json: None,
     };
@@ -277,23 +345,19 @@ pub fn parse(gateway: &str, action: Action, body: &[u8]) -> Result<PaymentReques
             req.amount_cents = order
                 .cents("total_amount_with_taxes_cents")?
                 .ok_or_else(|| err(order.attr_path("total_amount_with_taxes_cents"), "missing"))?;
-            req.currency = order.required_str("currency_code")?.to_owned();
-            req.payment_source_token = Some(token.to_owned());
-            req.options_json = match data.attributes.get("options") {
+            req.currency = order.required_str("currency_code")?.into_owned();
+            req.payment_source_token = Some(token.into_owned());
+            req.options_json = match data.tree("options") {
                 Some(v @ Value::Object(_)) => Some(v.to_string()),
                 _ => None,
             };
-            req.customer_token = data
-                .str_attr("customer_token")
-                .ok()
-                .flatten()
-                .map(str::to_owned);
+            req.customer_token = data.text("customer_token");
             req.natural_key = format!("{}:{}", data.id, req.amount_cents);
         }
         Action::Capture | Action::Void => {
             expect_type(&doc, &["authorizations"])?;
-            req.parent_token = Some(data.required_str("token")?.to_owned());
-            req.currency = data.required_str("currency_code")?.to_owned();
+            req.parent_token = Some(data.required_str("token")?.into_owned());
+            req.currency = data.required_str("currency_code")?.into_owned();
             let full = data
                 .cents("amount_cents")?
                 .ok_or_else(|| err(data.attr_path("amount_cents"), "missing"))?;
@@ -308,13 +372,13 @@ pub fn parse(gateway: &str, action: Action, body: &[u8]) -> Result<PaymentReques
                     .cents("void_balance_cents")?
                     .filter(|v| *v > 0)
                     .unwrap_or(full);
-                req.natural_key = data.id.to_owned();
+                req.natural_key = data.id.clone().into_owned();
             }
         }
         Action::Refund => {
             expect_type(&doc, &["captures"])?;
-            req.parent_token = Some(data.required_str("token")?.to_owned());
-            req.currency = data.required_str("currency_code")?.to_owned();
+            req.parent_token = Some(data.required_str("token")?.into_owned());
+            req.currency = data.required_str("currency_code")?.into_owned();
             let full = data
                 .cents("amount_cents")?
                 .ok_or_else(|| err(data.attr_path("amount_cents"), "missing"))?;
@@ -324,24 +388,18 @@ pub fn parse(gateway: &str, action: Action, body: &[u8]) -> Result<PaymentReques
         }
         Action::Token => {
             let token = data.required_str("payment_source_token")?;
-            req.payment_source_token = Some(token.to_owned());
-            req.customer_token = data
-                .str_attr("customer_token")
-                .ok()
-                .flatten()
-                .map(str::to_owned);
+            req.payment_source_token = Some(token.into_owned());
+            req.customer_token = data.text("customer_token");
             if req.customer_email.is_none() {
                 req.customer_email = doc
                     .follow(data, "customer")
                     .or_else(|| order.and_then(|o| doc.follow(o, "customer")))
-                    .and_then(|c| c.str_attr("email").ok().flatten())
-                    .map(str::to_owned);
+                    .and_then(|c| c.text("email"));
             }
             req.currency = order
-                .and_then(|o| o.str_attr("currency_code").ok().flatten())
-                .unwrap_or("")
-                .to_owned();
-            req.natural_key = data.id.to_owned();
+                .and_then(|o| o.text("currency_code"))
+                .unwrap_or_default();
+            req.natural_key = data.id.clone().into_owned();
         }
     }
     // Three ASCII letters, upper-cased: what plugins forward to the PSP as ISO 4217 (the
