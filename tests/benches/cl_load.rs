@@ -14,6 +14,9 @@
 //!    on, as SQLite's commits are fsync'd), with one replica and with three (requests spread
 //!    over them), as ratios against SQLite's run a).
 //!
+//! Each authorize run starts after `sync` and a second's pause, so that it does not pay for
+//! the disk writeback of the run before it.
+//!
 //! Authorize bodies are full CL documents built by the simulator and signed before timing.
 //! Preparing, the loops and the figures are the client crate's (`psp_gateway_client::load`),
 //! the code `psp-gateway load` measures with.
@@ -165,6 +168,7 @@ async fn run(options: &Options) -> anyhow::Result<bool> {
     let max_bodies = ((warm_up.throughput() * 2.0) as usize * options.duration.as_secs() as usize)
         .clamp(1_000, pool_cap);
     let requests = authorize_requests(&client, &url, prepare(&sim, max_bodies));
+    settle().await;
     let before = StoreCounters::read(&client, &gw).await;
     let max = closed_loop(
         "authorize (max)",
@@ -179,6 +183,7 @@ async fn run(options: &Options) -> anyhow::Result<bool> {
 
     let fixed_count = (options.rate as usize) * options.duration.as_secs() as usize;
     let bodies = prepare(&sim, fixed_count);
+    settle().await;
     let before = StoreCounters::read(&client, &gw).await;
     let fixed = open_loop(
         "authorize (fixed rate)",
@@ -194,16 +199,14 @@ async fn run(options: &Options) -> anyhow::Result<bool> {
     let minimal_count = ((warm_up.throughput() * 4.0) as usize
         * options.duration.as_secs() as usize)
         .clamp(1_000, MAX_POOL_BYTES / load::body_len(BodySize::Minimal));
+    let minimal_bodies = prepare_sized(&sim, minimal_count, BodySize::Minimal);
+    settle().await;
     let minimal = closed_loop(
         "authorize 4 kB (max)",
         options.concurrency,
         options.duration,
         minimal_count,
-        authorize_requests(
-            &client,
-            &url,
-            prepare_sized(&sim, minimal_count, BodySize::Minimal),
-        ),
+        authorize_requests(&client, &url, minimal_bodies),
         &Progress::new(),
     )
     .await;
@@ -281,12 +284,14 @@ async fn postgres_runs(options: &Options, client: &reqwest::Client, sqlite: &Run
             &Progress::new(),
         )
         .await;
+        let requests = spread(count);
+        settle().await;
         let run = closed_loop(
             name,
             options.concurrency,
             options.duration,
             count,
-            spread(count),
+            requests,
             &Progress::new(),
         )
         .await;
@@ -354,6 +359,17 @@ impl std::fmt::Display for StoreCounters {
             self.writes, self.commits
         )
     }
+}
+
+/// Waits until the data earlier runs wrote is on disk (`sync`), then a moment more: each
+/// run measures its own load, not the kernel's writeback of the run before it, which
+/// otherwise shows up in the next run's commit latency (fsync waits behind it).
+async fn settle() {
+    let synced = tokio::process::Command::new("sync").status().await;
+    if !synced.is_ok_and(|s| s.success()) {
+        eprintln!("note: `sync` failed; the next run may pay for the last one's writeback");
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// `count` distinct signed authorize bodies of the sample order for `sim`'s gateway.
