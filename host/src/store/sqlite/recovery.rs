@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use rusqlite::params;
 
 use super::SqliteStore;
-use super::transactions::{COLUMNS, row_to_transaction};
+use super::transactions::{COLUMNS, transactions};
 use crate::store::transactions::*;
 use crate::store::{CALL_LEASE_MS, StoreError};
 
@@ -20,12 +20,7 @@ impl RecoveryQueue for SqliteStore {
                     "SELECT {COLUMNS} FROM transactions WHERE next_check_at <= ? AND {OPEN} \
                      ORDER BY next_check_at LIMIT ?"
                 ))?;
-                let mut rows = stmt.query(params![now_ms, limit])?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next()? {
-                    out.push(row_to_transaction(row)?);
-                }
-                Ok(out)
+                transactions(stmt.query(params![now_ms, limit])?)
             })
             .await
     }
@@ -139,16 +134,11 @@ impl RecoveryQueue for SqliteStore {
         self.reader
             .read(move |conn| {
                 let mut stmt = conn.prepare_cached(&sql)?;
-                let mut rows = if escalated {
+                transactions(if escalated {
                     stmt.query(params![limit])?
                 } else {
                     stmt.query(params![status, limit])?
-                };
-                let mut out = Vec::new();
-                while let Some(row) = rows.next()? {
-                    out.push(row_to_transaction(row)?);
-                }
-                Ok(out)
+                })
             })
             .await
     }

@@ -100,12 +100,7 @@ impl TransactionStore for SqliteStore {
                     "SELECT {COLUMNS} FROM transactions WHERE gateway = ? AND psp_reference = ? \
                      AND status IN ('pending', 'unknown') ORDER BY created_at"
                 ))?;
-                let mut rows = stmt.query(params![gateway, reference])?;
-                let mut found = Vec::new();
-                while let Some(row) = rows.next()? {
-                    found.push(row_to_transaction(row)?);
-                }
-                Ok(found)
+                transactions(stmt.query(params![gateway, reference])?)
             })
             .await
     }
@@ -146,7 +141,16 @@ fn by_key(conn: &Connection, key: &str) -> Result<Option<Transaction>, StoreErro
     )
 }
 
-pub(super) fn row_to_transaction(row: &rusqlite::Row<'_>) -> Result<Transaction, StoreError> {
+/// Every transaction of a query's rows, in their order.
+pub(super) fn transactions(mut rows: rusqlite::Rows<'_>) -> Result<Vec<Transaction>, StoreError> {
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(row_to_transaction(row)?);
+    }
+    Ok(found)
+}
+
+fn row_to_transaction(row: &rusqlite::Row<'_>) -> Result<Transaction, StoreError> {
     let action: String = row.get("action")?;
     let status: String = row.get("status")?;
     let response_status: Option<i64> = row.get("response_status")?;
