@@ -3,3 +3,4 @@
 
 pub mod commerce_layer;
 pub mod pgm;
+mod raw;

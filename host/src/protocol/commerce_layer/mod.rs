@@ -4,7 +4,6 @@
 //! as Commerce Layer documents them.
 
 pub mod parse;
-mod raw;
 
 use std::sync::Arc;
 

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::raw::{Fields, Text, is_object};
+use crate::protocol::raw::{Fields, Text, is_object};
 
 use crate::payments::PaymentRequest;
 use crate::plugins::types::{Address, LineItem, Order, Pair};
@@ -268,7 +268,8 @@ fn normalise_order(doc: &Document, order: &Resource) -> Order {
         .map(|li| LineItem {
             sku_code: li.text("sku_code"),
             name: li.text("name"),
-            quantity: li.number::<u64>("quantity").unwrap_or(0) as u32,
+            // Beyond u32 is no quantity at all: 0, never the value wrapped.
+            quantity: li.number::<u32>("quantity").unwrap_or(0),
             unit_amount_cents: li.signed_cents("unit_amount_cents"),
             total_amount_cents: li.signed_cents("total_amount_cents"),
             item_type: li.text("item_type"),
@@ -578,6 +579,19 @@ mod tests {
             String::from_utf8_lossy(body).replace("18446744073709551616", "18446744073709551615");
         let req = parse("gw", Action::Capture, body.as_bytes()).unwrap();
         assert_eq!(req.amount_cents, u64::MAX);
+    }
+
+    #[test]
+    fn a_quantity_beyond_u32_is_none_rather_than_wrapped() {
+        // 10 * 2^32 + 1 wrapped to u32 would read as 1 (found by the fuzzer).
+        let mut doc = authorize_doc();
+        doc["included"][3]["attributes"]["quantity"] = json!(42_949_672_961_u64);
+        let order = parse_value(Action::Authorize, &doc).unwrap().order.unwrap();
+        assert_eq!(order.line_items[0].sku_code.as_deref(), Some("TSHIRT"));
+        assert_eq!(order.line_items[0].quantity, 0);
+        doc["included"][3]["attributes"]["quantity"] = json!(u32::MAX);
+        let order = parse_value(Action::Authorize, &doc).unwrap().order.unwrap();
+        assert_eq!(order.line_items[0].quantity, u32::MAX);
     }
 
     #[test]
