@@ -1,6 +1,6 @@
-//! Borrowing views of a JSON document: an object's members are kept as the raw text they
-//! were sent in until a field is asked for, so no tree of the whole body is built and a
-//! resource the request never reads costs one scan over its text.
+//! Borrowing views of a JSON request body, shared by the fronts: an object's members are
+//! kept as the raw text they were sent in until a field is asked for, so no tree of the
+//! whole body is built and a member the request never reads costs one scan over its text.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -10,7 +10,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// A JSON string, borrowed from the body unless it holds escapes.
-pub(super) struct Text<'a>(pub Cow<'a, str>);
+pub(crate) struct Text<'a>(pub Cow<'a, str>);
 
 impl<'a> Text<'a> {
     /// `raw` as a string, if it is one.
@@ -46,7 +46,7 @@ impl<'de> Deserialize<'de> for Text<'de> {
 /// An object's members as raw values, in the order sent. A name sent twice means its last
 /// value, as a parsed map would keep.
 #[derive(Default)]
-pub(super) struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+pub(crate) struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'a> Fields<'a> {
     /// The members of `raw`, if it is an object.
@@ -67,14 +67,24 @@ impl<'a> Fields<'a> {
     pub fn value(&self, name: &str) -> Option<&'a RawValue> {
         self.get(name).filter(|v| !is_null(v))
     }
+
+    /// A member that is a string; `None` when absent or of another kind.
+    pub fn text(&self, name: &str) -> Option<Cow<'a, str>> {
+        Text::of(self.get(name)?)
+    }
+
+    /// A member that is an object, its members unread; `None` when absent or not one.
+    pub fn object(&self, name: &str) -> Option<Fields<'a>> {
+        Fields::of(self.get(name)?)
+    }
 }
 
-pub(super) fn is_null(raw: &RawValue) -> bool {
+pub(crate) fn is_null(raw: &RawValue) -> bool {
     raw.get() == "null"
 }
 
 /// Whether `raw` is an object (without reading its members).
-pub(super) fn is_object(raw: &RawValue) -> bool {
+pub(crate) fn is_object(raw: &RawValue) -> bool {
     raw.get().starts_with('{')
 }
 

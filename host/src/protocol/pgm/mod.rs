@@ -5,6 +5,7 @@
 //! plugin's `sync` while pending, and manual subscriptions are a saved payment source
 //! (tokenize) charged with merchant-initiated sales.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, Request, State};
@@ -355,12 +356,12 @@ async fn pay(
         let token = source_token(&body)?;
         let req = sale_request(
             &gateway,
-            shop,
+            &shop,
             amount,
             currency,
             token,
             None,
-            body.get("providerData").and_then(|d| d.get("options")),
+            body.provider_options().as_ref(),
         );
         charge(&state, req).await
     };
@@ -396,7 +397,7 @@ async fn refund(
         let amount = amount(&body)?;
         let currency = currency(&body)?;
         let payment_id = required_str(&body, "paymentId")?;
-        let paid = payment(&state, &gateway, payment_id).await?;
+        let paid = payment(&state, &gateway, &payment_id).await?;
         if currency != paid.currency {
             return Err(bad_request(format!(
                 "`currency` is {currency}, the payment is in {}",
@@ -419,7 +420,7 @@ async fn refund(
             amount_cents: amount,
             currency,
             payment_source_token: None,
-            parent_token: Some(payment_id.to_owned()),
+            parent_token: Some(payment_id.into_owned()),
             customer_token: None,
             customer_email: None,
             order: None,
@@ -477,11 +478,10 @@ async fn status_post(
     Query(q): Query<PaymentQuery>,
     body: axum::body::Bytes,
 ) -> Result<Answer, PgmError> {
-    let from_body = serde_json::from_slice::<Value>(&body).ok().and_then(|b| {
-        b.get("paymentId")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    });
+    let from_body = parse_json(&body)
+        .ok()
+        .and_then(|b| b.text_at(&["paymentId"]))
+        .map(Cow::into_owned);
     answer_status(
         &state,
         &gateway,
@@ -539,7 +539,8 @@ mod tests {
 
     #[test]
     fn amounts_must_be_positive_integers() {
-        assert!(amount(&json!({"amount": 1299})).is_ok());
+        let amount = |v: &Value| amount(&parse_json(v.to_string().as_bytes()).unwrap());
+        assert_eq!(amount(&json!({"amount": 1299})).unwrap(), 1299);
         for bad in [
             json!({}),
             json!({"amount": 12.99}),

@@ -2,6 +2,8 @@
 //! with merchant-initiated sales on the merchant's request; renewals run by the provider
 //! are answered KO with the reason.
 
+use std::borrow::Cow;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -74,9 +76,8 @@ pub(super) async fn subscription_start(
         let body = parse_json(&body)?;
         let amount = amount(&body)?;
         let currency = currency(&body)?;
-        let shop = required_str(&body, "shopTransactionId")?.to_owned();
+        let shop = required_str(&body, "shopTransactionId")?.into_owned();
         let token = source_token(&body)?;
-        let info = body.get("subscriptionInfo");
         let saved = PaymentRequest {
             gateway: gateway.clone(),
             action: Action::Token,
@@ -88,9 +89,8 @@ pub(super) async fn subscription_start(
             parent_token: None,
             customer_token: None,
             customer_email: body
-                .pointer("/providerData/customerEmail")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+                .text_at(&["providerData", "customerEmail"])
+                .map(Cow::into_owned),
             order: None,
             options_json: None,
         };
@@ -114,13 +114,10 @@ pub(super) async fn subscription_start(
                 customer_token: customer.clone(),
                 payment_source_token: source.to_owned(),
                 currency: currency.clone(),
-                interval_unit: info
-                    .and_then(|i| i.get("interval"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                interval_count: info
-                    .and_then(|i| i.get("intervalCount"))
-                    .and_then(Value::as_i64),
+                interval_unit: body
+                    .text_at(&["subscriptionInfo", "interval"])
+                    .map(Cow::into_owned),
+                interval_count: body.integer_at("subscriptionInfo", "intervalCount"),
                 status: "PENDING".into(),
             })
             .await
@@ -163,10 +160,9 @@ pub(super) async fn subscription_pay(
         let currency = currency(&body)?;
         let shop = required_str(&body, "shopTransactionId")?;
         let token = body
-            .pointer("/subscriptionInfo/token")
-            .and_then(Value::as_str)
+            .text_at(&["subscriptionInfo", "token"])
             .ok_or_else(|| bad_request("`subscriptionInfo.token` is required"))?;
-        let subscription = subscription(&state, &gateway, token).await?;
+        let subscription = subscription(&state, &gateway, &token).await?;
         if subscription.status != "ACTIVE" {
             return Err(ko(
                 StatusCode::OK,
@@ -175,7 +171,7 @@ pub(super) async fn subscription_pay(
         }
         let req = sale_request(
             &gateway,
-            shop,
+            &shop,
             amount,
             currency,
             subscription.payment_source_token.clone(),
