@@ -155,7 +155,7 @@ pub mod pgm {
             assert_eq!(parsed.text_at(&path).as_deref(), sent);
         }
         assert_eq!(
-            parsed.integer_at("subscriptionInfo", "intervalCount"),
+            parsed.integer_at(&["subscriptionInfo", "intervalCount"]),
             value["subscriptionInfo"]["intervalCount"].as_i64()
         );
         let token = source_token(&parsed).ok();

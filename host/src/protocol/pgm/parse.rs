@@ -6,36 +6,40 @@ use std::borrow::Cow;
 
 use serde::de::IgnoredAny;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{PgmError, bad_request};
 use crate::payments::PaymentRequest;
-use crate::protocol::raw::Fields;
+use crate::protocol::raw::{Fields, Text};
 use crate::store::Action;
 
 /// A request body: a JSON object whose members stay raw text until one is asked for.
 pub struct Body<'a>(Fields<'a>);
 
 impl<'a> Body<'a> {
-    /// A string member of the object at `path` (`["providerData", "customerEmail"]`).
+    /// A string member at `path` (`["providerData", "customerEmail"]`).
     pub fn text_at(&self, path: &[&str]) -> Option<Cow<'a, str>> {
-        let (last, parents) = path.split_last()?;
-        let mut fields = None::<Fields<'a>>;
-        for name in parents {
-            fields = Some(fields.as_ref().unwrap_or(&self.0).object(name)?);
-        }
-        fields.as_ref().unwrap_or(&self.0).text(last)
+        Text::of(member_at(&self.0, path)?)
     }
 
-    /// An integer member of the object `parent`; `None` when absent or not one.
-    pub fn integer_at(&self, parent: &str, name: &str) -> Option<i64> {
-        let raw = self.0.object(parent)?.value(name)?;
-        serde_json::from_str(raw.get()).ok()
+    /// An integer member at `path`; `None` when absent or not one.
+    pub fn integer_at(&self, path: &[&str]) -> Option<i64> {
+        serde_json::from_str(member_at(&self.0, path)?.get()).ok()
     }
 
     /// `providerData.options` as sent, for the plugin.
     pub fn provider_options(&self) -> Option<Value> {
-        let raw = self.0.object("providerData")?.get("options")?;
+        let raw = member_at(&self.0, &["providerData", "options"])?;
         serde_json::from_str(raw.get()).ok()
+    }
+}
+
+/// The member at `path`, through the nested objects it names.
+fn member_at<'a>(fields: &Fields<'a>, path: &[&str]) -> Option<&'a RawValue> {
+    match path {
+        [] => None,
+        [name] => fields.get(name),
+        [name, rest @ ..] => member_at(&fields.object(name)?, rest),
     }
 }
 
@@ -93,7 +97,7 @@ pub fn source_token(body: &Body) -> Result<String, PgmError> {
     let data = body.0.object("providerData");
     data.and_then(|d| match d.get("paymentSourceToken") {
         // Present but of another kind is no token (it does not fall back to `token`).
-        Some(v) => crate::protocol::raw::Text::of(v),
+        Some(v) => Text::of(v),
         None => d.text("token"),
     })
     .filter(|s| !s.is_empty())
@@ -156,7 +160,7 @@ mod tests {
         );
         assert_eq!(body.text_at(&["subscriptionInfo", "interval"]), None);
         assert_eq!(
-            body.integer_at("subscriptionInfo", "intervalCount"),
+            body.integer_at(&["subscriptionInfo", "intervalCount"]),
             Some(3)
         );
         assert_eq!(body.provider_options(), Some(serde_json::json!({"n": 1.5})));

@@ -117,7 +117,7 @@ pub(super) async fn subscription_start(
                 interval_unit: body
                     .text_at(&["subscriptionInfo", "interval"])
                     .map(Cow::into_owned),
-                interval_count: body.integer_at("subscriptionInfo", "intervalCount"),
+                interval_count: body.integer_at(&["subscriptionInfo", "intervalCount"]),
                 status: "PENDING".into(),
             })
             .await
