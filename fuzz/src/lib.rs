@@ -333,6 +333,12 @@ pub mod plugin_json {
                     d.transaction_token.as_deref()
                 );
             }
+            Outcome::ActionRequired(r) => {
+                assert_eq!(view["result"], "action_required");
+                assert_eq!(view["psp_reference"], r.psp_reference.as_str());
+                assert!(view["action"]["type"].is_string());
+                metadata(&view["metadata"], &r.metadata);
+            }
         }
         // The view is what the diagnostics route prints: it must serialise and read back.
         let text = serde_json::to_string(&view).unwrap();
@@ -362,7 +368,10 @@ pub mod plugin_json {
                 FinalStatus::Failed => "failed",
             };
             assert_eq!(v["status"], status);
-            assert_eq!(v["amount_cents"].as_u64(), e.amount_cents);
+            assert_eq!(
+                v["amount_cents"].as_u64(),
+                e.amount.as_ref().map(|m| m.amount_cents)
+            );
         }
     }
 }
@@ -372,7 +381,7 @@ pub mod plugin_json {
 pub mod stripe {
     use psp_plugin_sdk::crypto::{hex_encode, hmac_sha256};
     use psp_plugin_sdk::testing::Harness;
-    use psp_plugin_sdk::types::{Failure, Operation, Outcome};
+    use psp_plugin_sdk::types::{EventKind, Failure, Operation, Outcome};
     use psp_plugin_stripe::{
         SIGNATURE_TOLERANCE_SECS, events_of, intent_outcome, refund_outcome, verify_signature,
     };
@@ -437,7 +446,7 @@ pub mod stripe {
     fn events(event: &Value) {
         for e in events_of(event) {
             assert!(!e.psp_reference.is_empty());
-            if e.operation == Some(Operation::Refund) {
+            if e.kind == Some(EventKind::Refunded) {
                 assert!(e.psp_reference.starts_with("re_"));
             }
         }
@@ -450,6 +459,7 @@ pub mod stripe {
                 assert!(!p.transaction_token.is_empty());
                 assert_eq!(p.transaction_token, p.psp_reference);
             }
+            Outcome::ActionRequired(r) => assert!(!r.transaction_token.is_empty()),
             Outcome::Declined(d) => {
                 assert!(!d.code.is_empty());
                 assert!(
@@ -543,6 +553,10 @@ pub mod adyen {
                 Outcome::Pending(p) => {
                     assert!(!p.transaction_token.is_empty());
                     assert_eq!(p.amount_cents, AMOUNT);
+                }
+                Outcome::ActionRequired(r) => {
+                    assert!(!r.transaction_token.is_empty());
+                    assert_eq!(r.amount_cents, AMOUNT);
                 }
                 Outcome::Declined(d) => assert!(!d.code.is_empty()),
             }

@@ -12,7 +12,8 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::plugins::types::{
-    AuthorizeRequest, FollowUpRequest, Money, Operation, SyncRequest, TokenizeRequest,
+    AuthorizeRequest, CaptureRequest, CompleteRequest, FollowUpRequest, Money, Operation, Pair,
+    SyncRequest, TokenizeRequest,
 };
 use crate::plugins::{Call, CallError, GatewayCallError, Reply, json as views};
 
@@ -31,8 +32,14 @@ pub struct CallRequest {
     psp_reference: Option<String>,
     #[serde(default)]
     reference: String,
-    /// For `sync`: the operation of the pending transaction.
+    /// For `sync` and `complete`: the operation of the transaction.
     sync_operation: Option<String>,
+    #[serde(default)]
+    final_capture: bool,
+    sequence: Option<u32>,
+    #[serde(default)]
+    return_parameters: std::collections::BTreeMap<String, String>,
+    details_json: Option<String>,
 }
 
 fn eur() -> String {
@@ -91,13 +98,14 @@ fn parse_operation(name: &str) -> Option<Operation> {
         "tokenize" => Operation::Tokenize,
         "sale" => Operation::Sale,
         "sync" => Operation::Sync,
+        "complete" => Operation::Complete,
         _ => return None,
     })
 }
 
 fn build_call(operation: &str, r: CallRequest) -> Result<Call, String> {
     let op = parse_operation(operation).ok_or_else(|| {
-        format!("unknown operation `{operation}` (authorize, capture, void, refund, tokenize, sale, sync)")
+        format!("unknown operation `{operation}` (authorize, capture, void, refund, tokenize, sale, sync, complete)")
     })?;
     let amount = Money {
         amount_cents: r.amount_cents,
@@ -115,6 +123,7 @@ fn build_call(operation: &str, r: CallRequest) -> Result<Call, String> {
             reference: r.reference.clone(),
             order: None,
             options_json: None,
+            shopper: None,
         })
     };
     let follow_up = |token: Option<String>| -> Result<FollowUpRequest, String> {
@@ -127,10 +136,28 @@ fn build_call(operation: &str, r: CallRequest) -> Result<Call, String> {
             order: None,
         })
     };
+    let of_operation = || match r.sync_operation.as_deref() {
+        None => Ok(Operation::Authorize),
+        Some(name) => {
+            parse_operation(name).ok_or_else(|| format!("unknown sync_operation `{name}`"))
+        }
+    };
     Ok(match op {
         Operation::Authorize => Call::Authorize(authorize(r.payment_source_token.clone())?),
         Operation::Sale => Call::Sale(authorize(r.payment_source_token.clone())?),
-        Operation::Capture => Call::Capture(follow_up(r.transaction_token.clone())?),
+        Operation::Capture => {
+            let f = follow_up(r.transaction_token.clone())?;
+            Call::Capture(CaptureRequest {
+                idempotency_key: f.idempotency_key,
+                amount: f.amount,
+                transaction_token: f.transaction_token,
+                psp_reference: f.psp_reference,
+                reference: f.reference,
+                order: None,
+                final_capture: r.final_capture,
+                sequence: r.sequence.unwrap_or(1),
+            })
+        }
         Operation::Void => Call::Void(follow_up(r.transaction_token.clone())?),
         Operation::Refund => Call::Refund(follow_up(r.transaction_token.clone())?),
         Operation::Tokenize => Call::Tokenize(TokenizeRequest {
@@ -141,15 +168,30 @@ fn build_call(operation: &str, r: CallRequest) -> Result<Call, String> {
             reference: r.reference.clone(),
             order: None,
         }),
+        // Without a token, the plugin looks the transaction up by key or reference.
         Operation::Sync => Call::Sync(SyncRequest {
-            operation: match r.sync_operation.as_deref() {
-                None => Operation::Authorize,
-                Some(name) => parse_operation(name)
-                    .ok_or_else(|| format!("unknown sync_operation `{name}`"))?,
-            },
-            transaction_token: need(r.transaction_token.clone(), "transaction_token")?,
+            operation: of_operation()?,
+            transaction_token: r.transaction_token.clone(),
             psp_reference: r.psp_reference.clone(),
+            idempotency_key: r.idempotency_key.clone(),
+            reference: r.reference.clone(),
             amount: amount.clone(),
+        }),
+        Operation::Complete => Call::Complete(CompleteRequest {
+            operation: of_operation()?,
+            idempotency_key: r.idempotency_key.clone(),
+            transaction_token: need(r.transaction_token.clone(), "transaction_token")?,
+            psp_reference: need(r.psp_reference.clone(), "psp_reference")?,
+            amount: amount.clone(),
+            return_parameters: r
+                .return_parameters
+                .iter()
+                .map(|(key, value)| Pair {
+                    key: key.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
+            details_json: r.details_json.clone(),
         }),
         Operation::HandleWebhook => unreachable!("not parsed"),
     })

@@ -27,7 +27,7 @@ macro_rules! export_plugin {
                     <$plugin as $crate::Plugin>::authorize(req)
                 }
                 fn capture(
-                    req: $crate::types::FollowUpRequest,
+                    req: $crate::types::CaptureRequest,
                 ) -> ::core::result::Result<$crate::types::Outcome, $crate::types::Failure>
                 {
                     <$plugin as $crate::Plugin>::capture(req)
@@ -61,6 +61,12 @@ macro_rules! export_plugin {
                 ) -> ::core::result::Result<$crate::types::Outcome, $crate::types::Failure>
                 {
                     <$plugin as $crate::Plugin>::sync(req)
+                }
+                fn complete(
+                    req: $crate::types::CompleteRequest,
+                ) -> ::core::result::Result<$crate::types::Outcome, $crate::types::Failure>
+                {
+                    <$plugin as $crate::Plugin>::complete(req)
                 }
                 fn handle_webhook(
                     req: $crate::types::WebhookRequest,

@@ -1,12 +1,15 @@
 //! The one place that reaches the host: on `wasm32` the WIT imports, natively the thread-local
 //! [`testing::Harness`](crate::testing::Harness). [`http`](crate::http),
-//! [`settings`](crate::settings) and [`log`](crate::log) go through here only.
+//! [`settings`](crate::settings), [`log`](crate::log) and [`cache`](crate::cache) go through
+//! here only.
 
-pub(crate) use imp::{send, setting, write_log};
+pub(crate) use imp::{cache_get, cache_remove, cache_set, send, setting, write_log};
 
 #[cfg(target_arch = "wasm32")]
 mod imp {
-    use crate::bindings::psp::plugin::{http as wit, log as wit_log, settings as wit_settings};
+    use crate::bindings::psp::plugin::{
+        cache as wit_cache, http as wit, log as wit_log, settings as wit_settings,
+    };
     use crate::http::{HttpError, Method, Request, Response};
     use crate::log::Level;
     use crate::types::Pair;
@@ -56,9 +59,21 @@ mod imp {
         };
         wit_log::write(level, message);
     }
+
+    pub(crate) fn cache_get(key: &str) -> Option<Vec<u8>> {
+        wit_cache::get(key)
+    }
+
+    pub(crate) fn cache_set(key: &str, value: &[u8], ttl_ms: u32) {
+        wit_cache::set(key, value, ttl_ms)
+    }
+
+    pub(crate) fn cache_remove(key: &str) {
+        wit_cache::remove(key)
+    }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 mod imp {
-    pub(crate) use crate::testing::{send, setting, write_log};
+    pub(crate) use crate::testing::{cache_get, cache_remove, cache_set, send, setting, write_log};
 }

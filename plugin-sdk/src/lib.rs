@@ -28,8 +28,8 @@
 //! psp_plugin_sdk::export_plugin!(Acme);
 //! ```
 //!
-//! The plugin's only windows to the world are [`http`], [`settings`] and [`log`]; in a native
-//! build (unit tests) they talk to a [`testing::Harness`] instead of the host.
+//! The plugin's only windows to the world are [`http`], [`settings`], [`log`] and [`cache`]; in
+//! a native build (unit tests) they talk to a [`testing::Harness`] instead of the host.
 #![warn(missing_docs)]
 
 // Lets the generated bindings and the exported macros name this crate by one path, both from
@@ -39,6 +39,7 @@ extern crate self as psp_plugin_sdk;
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
+pub mod cache;
 pub mod crypto;
 mod export;
 mod form;
@@ -53,18 +54,18 @@ pub mod types;
 
 pub use plugin::Plugin;
 
-/// The version of the WIT contract (`psp:plugin@0.1.0`) this SDK implements; report it as
+/// The version of the WIT contract (`psp:plugin@0.2.0`) this SDK implements; report it as
 /// [`PluginInfo::contract`](types::PluginInfo::contract).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
-/// Bindings generated from `wit/plugin.wit`. Plugin authors use [`types`], [`Plugin`] and
+/// Bindings generated from `wit/0.2/plugin.wit`. Plugin authors use [`types`], [`Plugin`] and
 /// [`export_plugin!`] instead; this module is public only for the export macro.
 #[doc(hidden)]
 #[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
-        path: "wit",
+        path: "wit/0.2",
         pub_export_macro: true,
         export_macro_name: "__export_plugin_world",
         default_bindings_module: "psp_plugin_sdk::bindings",

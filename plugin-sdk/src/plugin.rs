@@ -2,8 +2,8 @@
 //! of the WIT `adapter` interface.
 
 use crate::types::{
-    AuthorizeRequest, Failure, FollowUpRequest, Outcome, PluginInfo, SyncRequest, TokenizeRequest,
-    Tokenized, WebhookReply, WebhookRequest,
+    AuthorizeRequest, CaptureRequest, CompleteRequest, Failure, FollowUpRequest, Outcome,
+    PluginInfo, SyncRequest, TokenizeRequest, Tokenized, WebhookReply, WebhookRequest,
 };
 
 /// A PSP adapter. Every call runs in a fresh component instance, so the functions take no
@@ -23,7 +23,7 @@ pub trait Plugin {
     }
 
     /// Captures (part of) an authorization.
-    fn capture(_req: FollowUpRequest) -> Result<Outcome, Failure> {
+    fn capture(_req: CaptureRequest) -> Result<Outcome, Failure> {
         Err(unsupported("capture"))
     }
 
@@ -47,9 +47,16 @@ pub trait Plugin {
         Err(unsupported("sale"))
     }
 
-    /// Asks the PSP for the current state of a pending transaction.
+    /// Asks the PSP for the current state of a pending transaction, or of one whose answer
+    /// was lost (then without a token: look it up by idempotency key or reference).
     fn sync(_req: SyncRequest) -> Result<Outcome, Failure> {
         Err(unsupported("sync"))
+    }
+
+    /// Finishes a transaction that answered [`Outcome::ActionRequired`] once the shopper
+    /// acted (re-read it at the PSP, or submit the return's details).
+    fn complete(_req: CompleteRequest) -> Result<Outcome, Failure> {
+        Err(unsupported("complete"))
     }
 
     /// Verifies a PSP notification and turns it into events.
@@ -86,11 +93,15 @@ mod tests {
 
     #[test]
     fn unimplemented_operations_are_unsupported_and_named() {
-        let req = crate::testing::follow_up_request("t", 1, "EUR");
+        let req = crate::testing::capture_request("t", 1, "EUR");
         match Minimal::capture(req) {
             Err(Failure::Unsupported(m)) => assert!(m.contains("`capture`"), "{m}"),
             other => panic!("unexpected {other:?}"),
         }
+        let done = crate::testing::complete_request("t", "r", 1, "EUR", &[]);
+        assert!(
+            matches!(Minimal::complete(done), Err(Failure::Unsupported(m)) if m.contains("`complete`"))
+        );
         let hook = crate::testing::webhook_request(&[], "");
         assert!(
             matches!(Minimal::handle_webhook(hook), Err(Failure::Unsupported(m)) if m.contains("handle-webhook"))

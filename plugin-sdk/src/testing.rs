@@ -1,5 +1,6 @@
 //! Native unit testing for plugins: a [`Harness`] stands in for the host (settings, scripted
-//! HTTP replies, recorded requests and logs), plus builders for typical requests.
+//! HTTP replies, recorded requests and logs, the gateway's cache), plus builders for typical
+//! requests.
 //!
 //! ```
 //! use psp_plugin_sdk::http::{Method, Request};
@@ -28,8 +29,8 @@ use serde_json::Value;
 use crate::http::{HttpError, Method, Request, Response};
 use crate::log::Level;
 use crate::types::{
-    AuthorizeRequest, FollowUpRequest, Money, Operation, Pair, SyncRequest, TokenizeRequest,
-    WebhookRequest,
+    AuthorizeRequest, CaptureRequest, CompleteRequest, FollowUpRequest, Money, Operation, Pair,
+    SyncRequest, TokenizeRequest, WebhookRequest,
 };
 
 const NO_HARNESS: &str = "no psp_plugin_sdk::testing::Harness is installed: natively, plugin \
@@ -98,6 +99,9 @@ struct State {
     routes: Vec<Route>,
     requests: Vec<Request>,
     logs: Vec<LogLine>,
+    /// The gateway's cache: value and the TTL it was set with (a harness has no clock,
+    /// so entries never expire; drop one with `forget` to test a miss).
+    cache: BTreeMap<String, (Vec<u8>, u32)>,
 }
 
 thread_local! {
@@ -167,6 +171,17 @@ impl Harness {
         f()
     }
 
+    /// What the plugin keeps in the gateway's cache under `key`, and the TTL (ms) it asked
+    /// for. The harness is shared by every `run`, as the host's cache is by every call.
+    pub fn cached(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        self.state.borrow().cache.get(key).cloned()
+    }
+
+    /// Drops a cache entry, as the host may at any time.
+    pub fn forget(&self, key: &str) {
+        self.state.borrow_mut().cache.remove(key);
+    }
+
     /// Every request the plugin sent, in order.
     pub fn requests(&self) -> Vec<Request> {
         self.state.borrow().requests.clone()
@@ -230,6 +245,24 @@ pub(crate) fn setting(name: &str) -> Option<String> {
     with_state(|state| state.settings.get(name).cloned()).unwrap_or_else(|| panic!("{NO_HARNESS}"))
 }
 
+pub(crate) fn cache_get(key: &str) -> Option<Vec<u8>> {
+    with_state(|state| state.cache.get(key).map(|(v, _)| v.clone()))
+        .unwrap_or_else(|| panic!("{NO_HARNESS}"))
+}
+
+pub(crate) fn cache_set(key: &str, value: &[u8], ttl_ms: u32) {
+    with_state(|state| {
+        if ttl_ms > 0 {
+            state.cache.insert(key.to_owned(), (value.to_vec(), ttl_ms));
+        }
+    })
+    .unwrap_or_else(|| panic!("{NO_HARNESS}"))
+}
+
+pub(crate) fn cache_remove(key: &str) {
+    with_state(|state| state.cache.remove(key)).unwrap_or_else(|| panic!("{NO_HARNESS}"));
+}
+
 pub(crate) fn write_log(level: Level, message: &str) {
     let line = LogLine {
         level,
@@ -261,10 +294,31 @@ pub fn authorize_request(
         reference: "ref-test-1".into(),
         order: None,
         options_json: None,
+        shopper: None,
     }
 }
 
-/// A capture / void / refund request on `transaction_token`, idempotency key `idem-test-2`,
+/// A capture of `amount_cents` on the authorization `transaction_token`: the first and not
+/// the final one (set `sequence` and `final_capture` for others); idempotency key
+/// `idem-test-2`, reference `ref-test-2`.
+pub fn capture_request(
+    transaction_token: &str,
+    amount_cents: u64,
+    currency: &str,
+) -> CaptureRequest {
+    CaptureRequest {
+        idempotency_key: "idem-test-2".into(),
+        amount: money(amount_cents, currency),
+        transaction_token: transaction_token.into(),
+        psp_reference: None,
+        reference: "ref-test-2".into(),
+        order: None,
+        final_capture: false,
+        sequence: 1,
+    }
+}
+
+/// A void / refund request on `transaction_token`, idempotency key `idem-test-2`,
 /// reference `ref-test-2`.
 pub fn follow_up_request(
     transaction_token: &str,
@@ -302,9 +356,34 @@ pub fn sync_request(
 ) -> SyncRequest {
     SyncRequest {
         operation,
-        transaction_token: transaction_token.into(),
+        transaction_token: Some(transaction_token.into()),
         psp_reference: None,
+        idempotency_key: "idem-test-1".into(),
+        reference: "ref-test-1".into(),
         amount: money(amount_cents, currency),
+    }
+}
+
+/// A `complete` of the authorization `transaction_token` / `psp_reference` after the shopper
+/// acted, with the parameters of the shopper's return.
+pub fn complete_request(
+    transaction_token: &str,
+    psp_reference: &str,
+    amount_cents: u64,
+    currency: &str,
+    return_parameters: &[(&str, &str)],
+) -> CompleteRequest {
+    CompleteRequest {
+        operation: Operation::Authorize,
+        idempotency_key: "idem-test-1".into(),
+        transaction_token: transaction_token.into(),
+        psp_reference: psp_reference.into(),
+        amount: money(amount_cents, currency),
+        return_parameters: return_parameters
+            .iter()
+            .map(|(k, v)| Pair::new(*k, *v))
+            .collect(),
+        details_json: None,
     }
 }
 
@@ -426,11 +505,35 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_is_shared_by_runs_and_can_be_forgotten() {
+        use std::time::Duration;
+        let harness = Harness::new();
+        harness.run(|| crate::cache::set("token", b"abc", Duration::from_secs(60)));
+        assert_eq!(harness.cached("token"), Some((b"abc".to_vec(), 60_000)));
+        let again = harness.run(|| crate::cache::get_text("token"));
+        assert_eq!(again.as_deref(), Some("abc"));
+        harness.forget("token");
+        assert_eq!(harness.run(|| crate::cache::get("token")), None);
+        harness.run(|| {
+            crate::cache::set("t2", b"x", Duration::from_secs(1));
+            crate::cache::remove("t2");
+        });
+        assert_eq!(harness.cached("t2"), None);
+    }
+
+    #[test]
     fn request_builders() {
         let req = authorize_request("tok_x", 1000, "EUR");
         assert_eq!(req.payment_source_token, "tok_x");
         assert_eq!(req.amount, Money::new(1000, "EUR"));
         assert_eq!(follow_up_request("t", 5, "USD").transaction_token, "t");
+        let capture = capture_request("t", 5, "USD");
+        assert_eq!((capture.sequence, capture.final_capture), (1, false));
+        let complete = complete_request("t", "r", 5, "USD", &[("redirect_status", "succeeded")]);
+        assert_eq!(
+            complete.return_parameters,
+            vec![Pair::new("redirect_status", "succeeded")]
+        );
         assert_eq!(tokenize_request("pm").payment_source_token, "pm");
         assert_eq!(
             sync_request(Operation::Authorize, "t", 1, "EUR").operation,

@@ -1,11 +1,12 @@
-//! The contract's records and variants (generated from `wit/plugin.wit`, documented there), plus
-//! a few constructors that keep plugin code short.
+//! The contract's records and variants (generated from `wit/0.2/plugin.wit`, documented
+//! there), plus a few constructors that keep plugin code short.
 
 pub use crate::bindings::psp::plugin::types::Outcome;
 pub use crate::bindings::psp::plugin::types::{
-    Address, Approved, AuthorizeRequest, Declined, Failure, FinalStatus, FollowUpRequest, LineItem,
-    Money, Operation, Order, Pair, Pending, PluginInfo, PspEvent, SettingSpec, SyncRequest,
-    TokenizeRequest, Tokenized, WebhookReply, WebhookRequest,
+    ActionRequired, Address, Approved, AuthorizeRequest, CaptureRequest, CompleteRequest, Declined,
+    EventKind, Failure, FinalStatus, FollowUpRequest, LineItem, Money, Operation, Order, Pair,
+    Pending, PluginInfo, PspEvent, Redirect, RedirectMethod, SdkAction, SettingSpec, Shopper,
+    ShopperAction, SyncRequest, TokenizeRequest, Tokenized, WebhookReply, WebhookRequest,
 };
 
 impl Money {
@@ -30,7 +31,7 @@ impl Pair {
 
 impl Operation {
     /// Every operation of the contract, in WIT order (handy for [`PluginInfo::operations`]).
-    pub const ALL: [Operation; 8] = [
+    pub const ALL: [Operation; 9] = [
         Operation::Authorize,
         Operation::Capture,
         Operation::Void,
@@ -39,6 +40,7 @@ impl Operation {
         Operation::Sale,
         Operation::Sync,
         Operation::HandleWebhook,
+        Operation::Complete,
     ];
 }
 
@@ -55,12 +57,41 @@ impl SettingSpec {
 }
 
 impl Outcome {
-    /// Approved, with no messages or metadata.
+    /// Approved, with no messages or metadata, where the token is the PSP's own id too.
     pub fn approved(transaction_token: impl Into<String>, amount_cents: u64) -> Self {
+        let token = transaction_token.into();
+        Self::approved_as(token.clone(), token, amount_cents)
+    }
+
+    /// Approved, under a token of the plugin's making for a PSP id that other transactions
+    /// share (every capture of one Stripe PaymentIntent, say).
+    pub fn approved_as(
+        transaction_token: impl Into<String>,
+        psp_reference: impl Into<String>,
+        amount_cents: u64,
+    ) -> Self {
         Outcome::Approved(Approved {
             transaction_token: transaction_token.into(),
+            psp_reference: psp_reference.into(),
             amount_cents,
             messages: Vec::new(),
+            metadata: Vec::new(),
+        })
+    }
+
+    /// The shopper must act first: `action` says how; `complete`, a notification or
+    /// `sync` finishes the transaction.
+    pub fn action_required(
+        transaction_token: impl Into<String>,
+        psp_reference: impl Into<String>,
+        amount_cents: u64,
+        action: ShopperAction,
+    ) -> Self {
+        Outcome::ActionRequired(ActionRequired {
+            transaction_token: transaction_token.into(),
+            psp_reference: psp_reference.into(),
+            amount_cents,
+            action,
             metadata: Vec::new(),
         })
     }
@@ -85,7 +116,46 @@ impl Outcome {
             code: code.into(),
             message: message.into(),
             transaction_token: None,
+            psp_reference: None,
         })
+    }
+}
+
+impl ShopperAction {
+    /// Send the shopper to `url` (a link).
+    pub fn redirect(url: impl Into<String>) -> Self {
+        ShopperAction::Redirect(Redirect {
+            url: url.into(),
+            method: RedirectMethod::Get,
+            form_fields: Vec::new(),
+        })
+    }
+
+    /// Post a form with `fields` to `url` (3-D Secure 1 style).
+    pub fn post_form(url: impl Into<String>, fields: Vec<Pair>) -> Self {
+        ShopperAction::Redirect(Redirect {
+            url: url.into(),
+            method: RedirectMethod::Post,
+            form_fields: fields,
+        })
+    }
+
+    /// Let the PSP's client SDK act, with the PSP's own JSON.
+    pub fn sdk(kind: impl Into<String>, data_json: impl Into<String>) -> Self {
+        ShopperAction::Sdk(SdkAction {
+            kind: kind.into(),
+            data_json: data_json.into(),
+        })
+    }
+}
+
+impl CompleteRequest {
+    /// The value of a return parameter, if the shopper's return carried it.
+    pub fn return_parameter(&self, name: &str) -> Option<&str> {
+        self.return_parameters
+            .iter()
+            .find(|p| p.key == name)
+            .map(|p| p.value.as_str())
     }
 }
 

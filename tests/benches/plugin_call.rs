@@ -208,6 +208,7 @@ plugin = "echo"
         reference: "ext-payment-1".into(),
         order: None,
         options_json: None,
+        shopper: None,
     };
     let approved = |r: &Reply| matches!(r, Reply::Outcome(Ok(host::Outcome::Approved(_))));
     let sandbox_wasm = time_wasm(
@@ -231,6 +232,7 @@ plugin = "echo"
             reference: "ext-payment-1".into(),
             order: None,
             options_json: None,
+            shopper: None,
         });
         matches!(std::hint::black_box(out), Ok(sdk::Outcome::Approved(_)))
     })?;

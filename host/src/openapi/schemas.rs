@@ -123,8 +123,16 @@ pub struct DiagnosticCall {
     pub transaction_token: Option<String>,
     pub psp_reference: Option<String>,
     pub reference: Option<String>,
-    /// For `sync`: the operation of the pending transaction.
+    /// For `sync` and `complete`: the operation of the transaction (authorize by default).
     pub sync_operation: Option<String>,
+    /// For `capture`: whether it is the last capture of the authorization.
+    pub final_capture: Option<bool>,
+    /// For `capture`: its number among the authorization's captures (1 by default).
+    pub sequence: Option<i64>,
+    /// For `complete`: the parameters the shopper's return carried.
+    pub return_parameters: Option<std::collections::BTreeMap<String, String>>,
+    /// For `complete`: what the PSP's client SDK produced, as JSON text.
+    pub details_json: Option<String>,
 }
 
 /// What the plugin answered, or why it could not be called.

@@ -31,7 +31,7 @@ use crate::store::{
     StoredAnswer, Transaction, now_ms,
 };
 pub use recovery::{keep_leases, reconcile_forever};
-use settle::{build_call, final_outcome, log_result, settle};
+use settle::{CapturePlace, build_call, final_outcome, log_result, settle};
 pub use types::*;
 
 /// The engine. Cheap to clone.
@@ -129,7 +129,11 @@ impl Payments {
             Err((code, message)) => return refuse(code, message),
         };
         let key = idempotency_key(&req);
-        let call = build_call(&key, parent.as_ref(), &req);
+        let place = match (&parent, req.action) {
+            (Some(parent), Action::Capture) => Some(self.capture_place(parent, &req).await?),
+            _ => None,
+        };
+        let call = build_call(&key, parent.as_ref(), &req, place);
         let id = new_id("txn");
         let new = NewTransaction {
             id: id.clone(),
@@ -241,6 +245,24 @@ impl Payments {
         Ok(Some(answer))
     }
 
+    /// Where a capture falls among its authorization's: its sequence number, and whether
+    /// it takes what is left (with the captures under way, were they all to succeed).
+    /// Read before the capture is stored, so captures racing each other may share a
+    /// number; the balance itself is checked atomically when the capture is stored.
+    async fn capture_place(
+        &self,
+        parent: &Transaction,
+        req: &PaymentRequest,
+    ) -> Result<CapturePlace, PaymentError> {
+        let store = &self.inner.store;
+        let earlier = store.follow_ups(&parent.id, Action::Capture).await?;
+        let drawn = store.drawn(&parent.id, Action::Capture).await?;
+        Ok(CapturePlace {
+            sequence: u32::try_from(earlier + 1).unwrap_or(u32::MAX),
+            final_capture: drawn.saturating_add(req.amount_cents as i64) >= parent.amount_cents,
+        })
+    }
+
     /// The transaction a follow-up acts upon, and the balance rule it draws under.
     async fn parent(
         &self,
@@ -350,6 +372,7 @@ impl Payments {
             amount_cents: txn.amount_cents as u64,
             action_id: action_id.clone(),
             metadata: vec![("deferred".into(), "true".into())],
+            action: None,
         };
         let answer = front.render(txn.action, &result);
         let completion = Completion {
@@ -525,6 +548,7 @@ mod tests {
             customer_email: None,
             order: None,
             options_json: None,
+            shopper: None,
         };
         let a = idempotency_key(&req("g", Action::Authorize, "p1:100"));
         assert_eq!(a, idempotency_key(&req("g", Action::Authorize, "p1:100")));

@@ -13,7 +13,7 @@ use futures::StreamExt;
 
 use super::settle::{check_backoff_ms, operation_of, recovered};
 use super::*;
-use crate::plugins::types::{FinalStatus, Money, Outcome, PspEvent, SyncRequest};
+use crate::plugins::types::{EventKind, FinalStatus, Money, Outcome, PspEvent, SyncRequest};
 
 /// Rows one reconciler round takes at most, and how many it checks at once.
 const ROUND: i64 = 100;
@@ -30,6 +30,18 @@ impl Payments {
     ) -> Result<usize, PaymentError> {
         let mut changed = 0;
         for event in events {
+            let applies_to: &[Action] = match event.kind {
+                None => &[],
+                Some(EventKind::Authorized | EventKind::Expired) => &[Action::Authorize],
+                Some(EventKind::Captured) => &[Action::Capture, Action::Sale],
+                Some(EventKind::Refunded) => &[Action::Refund],
+                Some(EventKind::Voided) => &[Action::Void],
+                // News about a payment already final: not an open transaction's outcome.
+                Some(kind @ (EventKind::Reversed | EventKind::Chargeback)) => {
+                    tracing::warn!(gateway, kind = crate::plugins::bindings::event_kind_name(kind), psp_reference = %redact::token(&event.psp_reference), "psp event about a settled payment: recorded in the log only");
+                    continue;
+                }
+            };
             let outcome = FinalOutcome {
                 succeeded: event.status == FinalStatus::Succeeded,
                 message: event.message.clone().unwrap_or_else(|| match event.status {
@@ -56,8 +68,11 @@ impl Payments {
                 tracing::info!(gateway, psp_reference = %redact::token(&event.psp_reference), "psp event for no open transaction (already final, or unknown here)");
             }
             for txn in pending {
-                if let Some(op) = event.operation
-                    && operation_of(txn.action) != Some(op)
+                if event.kind.is_some() && !applies_to.contains(&txn.action) {
+                    continue;
+                }
+                if let Some(token) = &event.transaction_token
+                    && txn.psp_token.as_ref() != Some(token)
                 {
                     continue;
                 }
@@ -226,7 +241,7 @@ impl Payments {
     async fn resolve_unknown(&self, txn: &Transaction) -> Result<bool, PaymentError> {
         let call = match (&txn.psp_token, &txn.psp_reference, &txn.replay) {
             (Some(_), _, _) | (_, Some(_), _) => sync_call(txn),
-            (None, None, Some(replay)) => match serde_json::from_str::<Call>(replay) {
+            (None, None, Some(replay)) => match Call::from_stored(replay) {
                 Ok(call) => Some(call),
                 Err(e) => {
                     tracing::error!(txn = %txn.id, "stored call unreadable ({e}): needs an operator");
@@ -273,15 +288,15 @@ impl Payments {
     }
 }
 
-/// The plugin's `sync` for an open transaction, by the PSP's id for it.
+/// The plugin's `sync` for an open transaction: by the PSP's id for it where known, with
+/// the call's idempotency key and the platform's reference for PSPs that look up by those.
 fn sync_call(txn: &Transaction) -> Option<Call> {
     Some(Call::Sync(SyncRequest {
         operation: operation_of(txn.action)?,
-        transaction_token: txn
-            .psp_token
-            .clone()
-            .unwrap_or_else(|| txn.transaction_token.clone()),
+        transaction_token: txn.psp_token.clone(),
         psp_reference: txn.psp_reference.clone(),
+        idempotency_key: txn.idempotency_key.clone(),
+        reference: txn.resource_id.clone(),
         amount: Money {
             amount_cents: txn.amount_cents as u64,
             currency: txn.currency.clone(),

@@ -5,8 +5,16 @@
 use super::*;
 use crate::config::ReconcilerConfig;
 use crate::plugins::types::{
-    AuthorizeRequest, Failure, FollowUpRequest, Money, Operation, Outcome, Pair, TokenizeRequest,
+    AuthorizeRequest, CaptureRequest, Failure, FollowUpRequest, Money, Operation, Outcome, Pair,
+    TokenizeRequest,
 };
+
+/// A capture's place among its authorization's captures (`capture-request`'s fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct CapturePlace {
+    pub sequence: u32,
+    pub final_capture: bool,
+}
 
 pub(super) fn operation_of(action: Action) -> Option<Operation> {
     Some(match action {
@@ -20,7 +28,12 @@ pub(super) fn operation_of(action: Action) -> Option<Operation> {
 }
 
 /// The plugin call for a request, under its idempotency key.
-pub(super) fn build_call(key: &str, parent: Option<&Transaction>, req: &PaymentRequest) -> Call {
+pub(super) fn build_call(
+    key: &str,
+    parent: Option<&Transaction>,
+    req: &PaymentRequest,
+    place: Option<CapturePlace>,
+) -> Call {
     let amount = Money {
         amount_cents: req.amount_cents,
         currency: req.currency.clone(),
@@ -33,6 +46,7 @@ pub(super) fn build_call(key: &str, parent: Option<&Transaction>, req: &PaymentR
         reference: req.resource_id.clone(),
         order: req.order.clone(),
         options_json: req.options_json.clone(),
+        shopper: req.shopper.clone(),
     };
     let follow_up = || {
         let parent = parent.expect("follow-ups have a parent");
@@ -51,7 +65,23 @@ pub(super) fn build_call(key: &str, parent: Option<&Transaction>, req: &PaymentR
     match req.action {
         Action::Authorize => Call::Authorize(authorize()),
         Action::Sale => Call::Sale(authorize()),
-        Action::Capture => Call::Capture(follow_up()),
+        Action::Capture => {
+            let f = follow_up();
+            let place = place.unwrap_or(CapturePlace {
+                sequence: 0,
+                final_capture: false,
+            });
+            Call::Capture(CaptureRequest {
+                idempotency_key: f.idempotency_key,
+                amount: f.amount,
+                transaction_token: f.transaction_token,
+                psp_reference: f.psp_reference,
+                reference: f.reference,
+                order: f.order,
+                final_capture: place.final_capture,
+                sequence: place.sequence,
+            })
+        }
         Action::Void => Call::Void(follow_up()),
         Action::Refund => Call::Refund(follow_up()),
         Action::Token => Call::Tokenize(TokenizeRequest {
@@ -116,6 +146,7 @@ pub(super) fn unknown_result(txn: &Transaction, action_id: String) -> PaymentRes
         amount_cents: txn.amount_cents as u64,
         action_id,
         metadata: vec![("outcome".into(), "unknown".into())],
+        action: None,
     }
 }
 
@@ -225,6 +256,7 @@ fn map_reply(
         Ok(Reply::Outcome(Ok(Outcome::Approved(a)))) => {
             c.status = Status::Approved;
             c.psp_token = Some(a.transaction_token.clone());
+            c.psp_reference = Some(a.psp_reference);
             if !keep_host_token {
                 c.transaction_token = Some(a.transaction_token.clone());
             }
@@ -264,6 +296,35 @@ fn map_reply(
                     amount_cents: p.amount_cents,
                     action_id,
                     metadata: pairs(p.metadata),
+                    action: None,
+                },
+                c,
+            )
+        }
+        // Pending at the PSP until the shopper acts; settled like any pending transaction
+        // (a notification, `sync`, or `complete` on the shopper's return).
+        Ok(Reply::Outcome(Ok(Outcome::ActionRequired(r)))) => {
+            c.status = Status::Pending;
+            c.next_check_at = pending_check;
+            c.psp_token = Some(r.transaction_token.clone());
+            c.psp_reference = Some(r.psp_reference);
+            if !keep_host_token {
+                c.transaction_token = Some(r.transaction_token.clone());
+            }
+            let action_id = deferred.unwrap_or_else(|| new_id("act"));
+            c.action_id = Some(action_id.clone());
+            let token = if keep_host_token {
+                txn.transaction_token.clone()
+            } else {
+                r.transaction_token
+            };
+            (
+                PaymentResult::Pending {
+                    transaction_token: token,
+                    amount_cents: r.amount_cents,
+                    action_id,
+                    metadata: pairs(r.metadata),
+                    action: Some(r.action),
                 },
                 c,
             )
@@ -271,6 +332,7 @@ fn map_reply(
         Ok(Reply::Outcome(Ok(Outcome::Declined(d)))) => {
             c.status = Status::Declined;
             c.psp_token = d.transaction_token.clone();
+            c.psp_reference = d.psp_reference.clone();
             if !keep_host_token {
                 c.transaction_token = d.transaction_token.clone();
             }
@@ -473,6 +535,7 @@ mod tests {
         let approved = || {
             Ok(Reply::Outcome(Ok(Outcome::Approved(Approved {
                 transaction_token: "pi_1".into(),
+                psp_reference: "ch_1".into(),
                 amount_cents: 1_000,
                 messages: vec![],
                 metadata: vec![],
@@ -481,6 +544,8 @@ mod tests {
         // Never answered: the PSP's token becomes the answer.
         let fresh = recovered(&unknown, approved(), &config).unwrap();
         assert_eq!(fresh.completion.status, Status::Approved);
+        // The PSP's own id is kept apart from the token.
+        assert_eq!(fresh.completion.psp_reference.as_deref(), Some("ch_1"));
         assert_eq!(fresh.completion.transaction_token.as_deref(), Some("pi_1"));
         // Answered 202 already: the host's token and the action id stay.
         unknown.response = Some(StoredAnswer {
@@ -504,5 +569,83 @@ mod tests {
         assert_eq!(check_backoff_ms(&config, 0), 1_000);
         assert_eq!(check_backoff_ms(&config, 3), 8_000);
         assert_eq!(check_backoff_ms(&config, 40), 60_000);
+    }
+
+    #[test]
+    fn action_required_is_pending_under_the_psp_reference_with_the_action_kept() {
+        use crate::plugins::types::{ActionRequired, Redirect, RedirectMethod, ShopperAction};
+        let action = ShopperAction::Redirect(Redirect {
+            url: "https://psp.example/3ds".into(),
+            method: RedirectMethod::Get,
+            form_fields: vec![],
+        });
+        let reply = Ok(Reply::Outcome(Ok(Outcome::ActionRequired(
+            ActionRequired {
+                transaction_token: "pi_3ds".into(),
+                psp_reference: "pi_3ds_ref".into(),
+                amount_cents: 1_000,
+                action: action.clone(),
+                metadata: vec![],
+            },
+        ))));
+        let settled = settle(
+            &txn(Action::Authorize),
+            reply,
+            true,
+            None,
+            &ReconcilerConfig::default(),
+        );
+        assert_eq!(settled.completion.status, Status::Pending);
+        assert_eq!(
+            settled.completion.psp_reference.as_deref(),
+            Some("pi_3ds_ref")
+        );
+        assert!(
+            settled.completion.next_check_at.is_some(),
+            "recovery checks it"
+        );
+        let PaymentResult::Pending {
+            transaction_token,
+            action: Some(kept),
+            ..
+        } = settled.result
+        else {
+            panic!("{:?}", settled.result)
+        };
+        assert_eq!(transaction_token, "pi_3ds");
+        assert_eq!(kept, action);
+    }
+
+    #[test]
+    fn a_capture_carries_its_place_among_the_captures() {
+        let mut auth = txn(Action::Authorize);
+        auth.psp_token = Some("pi_1".into());
+        auth.psp_reference = Some("ch_1".into());
+        let req = PaymentRequest {
+            gateway: "gw".into(),
+            action: Action::Capture,
+            natural_key: "cap".into(),
+            resource_id: "cap_2".into(),
+            amount_cents: 400,
+            currency: "EUR".into(),
+            payment_source_token: None,
+            parent_token: Some("pi_1".into()),
+            customer_token: None,
+            customer_email: None,
+            order: None,
+            options_json: None,
+            shopper: None,
+        };
+        let place = CapturePlace {
+            sequence: 2,
+            final_capture: true,
+        };
+        let Call::Capture(c) = build_call("k", Some(&auth), &req, Some(place)) else {
+            panic!()
+        };
+        assert_eq!((c.sequence, c.final_capture), (2, true));
+        assert_eq!(c.transaction_token, "pi_1");
+        assert_eq!(c.psp_reference.as_deref(), Some("ch_1"));
+        assert_eq!(c.amount.amount_cents, 400);
     }
 }

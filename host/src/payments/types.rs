@@ -2,7 +2,7 @@
 //! final outcome of a callback, and the `Front` trait each protocol implements.
 
 use crate::config::GatewayConfig;
-use crate::plugins::types::Order;
+use crate::plugins::types::{Order, Shopper, ShopperAction};
 use crate::store::{Action, NewCallback, StoreError, StoredAnswer, Transaction};
 
 /// An operation, parsed by a front.
@@ -24,6 +24,9 @@ pub struct PaymentRequest {
     pub customer_email: Option<String>,
     pub order: Option<Order>,
     pub options_json: Option<String>,
+    /// Authorize and sale: the shopper's return URL, IP address and browser, where the
+    /// platform sends them.
+    pub shopper: Option<Shopper>,
 }
 
 /// What happened, for the front to render.
@@ -40,6 +43,8 @@ pub enum PaymentResult {
         amount_cents: u64,
         action_id: String,
         metadata: Vec<(String, String)>,
+        /// What the shopper must do before the PSP decides (`action-required`).
+        action: Option<ShopperAction>,
     },
     Declined {
         transaction_token: Option<String>,

@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::types::{Failure, Outcome, Pair, PspEvent, Tokenized, WebhookReply};
+use super::types::{
+    Failure, Outcome, Pair, PspEvent, RedirectMethod, ShopperAction, Tokenized, WebhookReply,
+};
 use super::{CallError, GatewayCallError};
 
 fn pairs(p: &[Pair]) -> Value {
@@ -18,7 +20,7 @@ pub fn outcome(o: &Outcome) -> Value {
     match o {
         Outcome::Approved(a) => json!({
             "result": "approved", "transaction_token": a.transaction_token,
-            "amount_cents": a.amount_cents, "messages": a.messages, "metadata": pairs(&a.metadata),
+            "psp_reference": a.psp_reference, "amount_cents": a.amount_cents, "messages": a.messages, "metadata": pairs(&a.metadata),
         }),
         Outcome::Pending(p) => json!({
             "result": "pending", "transaction_token": p.transaction_token,
@@ -27,7 +29,28 @@ pub fn outcome(o: &Outcome) -> Value {
         }),
         Outcome::Declined(d) => json!({
             "result": "declined", "code": d.code, "message": d.message,
-            "transaction_token": d.transaction_token,
+            "transaction_token": d.transaction_token, "psp_reference": d.psp_reference,
+        }),
+        Outcome::ActionRequired(r) => json!({
+            "result": "action_required", "transaction_token": r.transaction_token,
+            "amount_cents": r.amount_cents, "psp_reference": r.psp_reference,
+            "action": action(&r.action), "metadata": pairs(&r.metadata),
+        }),
+    }
+}
+
+/// What the shopper must do, in the host's neutral form.
+pub fn action(a: &ShopperAction) -> Value {
+    match a {
+        ShopperAction::Redirect(r) => json!({
+            "type": "redirect", "url": r.url,
+            "method": match r.method { RedirectMethod::Get => "GET", RedirectMethod::Post => "POST" },
+            "form_fields": pairs(&r.form_fields),
+        }),
+        ShopperAction::Sdk(s) => json!({
+            "type": "sdk", "kind": s.kind,
+            // The PSP's JSON as JSON where it parses, else as the text it is.
+            "data": serde_json::from_str::<Value>(&s.data_json).unwrap_or_else(|_| Value::String(s.data_json.clone())),
         }),
     }
 }
@@ -63,8 +86,11 @@ pub fn event(e: &PspEvent) -> Value {
     json!({
         "psp_reference": crate::redact::token(&e.psp_reference),
         "status": match e.status { super::types::FinalStatus::Succeeded => "succeeded", super::types::FinalStatus::Failed => "failed" },
-        "operation": e.operation.map(super::bindings::operation_name),
-        "code": e.code, "message": e.message, "amount_cents": e.amount_cents,
+        "kind": e.kind.map(super::bindings::event_kind_name),
+        "transaction_token": e.transaction_token.as_deref().map(crate::redact::token),
+        "code": e.code, "message": e.message,
+        "amount_cents": e.amount.as_ref().map(|m| m.amount_cents),
+        "currency": e.amount.as_ref().map(|m| m.currency.as_str()),
     })
 }
 

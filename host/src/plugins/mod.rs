@@ -4,6 +4,7 @@
 
 pub mod bindings;
 pub mod cache;
+pub mod gateway_cache;
 pub mod json;
 pub mod outbound;
 pub mod registry;
@@ -148,5 +149,6 @@ fn gateway_context(gw: &GatewayConfig, config: &Config) -> GatewayContext {
             max_response_bytes: gw.max_response_bytes,
         },
         call_timeout: gw.call_timeout(&config.plugins),
+        cache: Default::default(),
     }
 }

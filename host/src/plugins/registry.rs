@@ -13,10 +13,9 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 use super::bindings::types::PluginInfo;
-use super::bindings::{CONTRACT_VERSION, PluginPre};
 use super::cache::{ArtifactCache, ArtifactSource};
-use super::runtime::{Call, Reply, Runtime};
-use super::state::{GatewayContext, PluginState};
+use super::runtime::{Call, Linked, Reply, Runtime};
+use super::state::GatewayContext;
 
 /// One loaded version of a plugin.
 pub struct LoadedPlugin {
@@ -28,7 +27,7 @@ pub struct LoadedPlugin {
     pub source: ArtifactSource,
     /// Compile (or cache load) plus link and `info()` check.
     pub load_time: Duration,
-    pub(crate) pre: PluginPre<PluginState>,
+    pub(crate) pre: Linked,
 }
 
 /// The last failed attempt to load a plugin file.
@@ -220,10 +219,12 @@ impl Registry {
             Ok(_) => unreachable!("info() answers with plugin info"),
             Err(e) => return Err(format!("info() failed: {e}")),
         };
-        if !contract_compatible(&info.contract) {
+        let exported = pre.contract();
+        if !exported.matches(&info.contract) {
             return Err(format!(
-                "built for contract {}, this host speaks {CONTRACT_VERSION}",
-                info.contract
+                "reports contract {} but exports the contract {} adapter",
+                info.contract,
+                exported.as_str()
             ));
         }
         if source == ArtifactSource::Compiled {
@@ -239,19 +240,6 @@ impl Registry {
             pre,
         })
     }
-}
-
-/// Same major and minor version (`0.1.x` plugins run on a `0.1.y` host).
-fn contract_compatible(theirs: &str) -> bool {
-    let major_minor = |v: &str| {
-        let mut parts = v.trim().split('.');
-        (
-            parts.next().map(str::to_owned),
-            parts.next().map(str::to_owned),
-        )
-    };
-    let ours = major_minor(CONTRACT_VERSION);
-    ours.0.is_some() && major_minor(theirs) == ours
 }
 
 /// `<name>.wasm` files directly in `dir`, ignoring dotfiles (temporary files of an atomic
@@ -302,14 +290,5 @@ mod tests {
         assert_eq!(plugin_name(Path::new("/p/sandbox.wasm~")), None);
         assert_eq!(plugin_name(Path::new("/p/.wasm")), None);
         assert_eq!(plugin_name(Path::new("/p/a b.wasm")), None);
-    }
-
-    #[test]
-    fn contract_versions() {
-        assert!(contract_compatible("0.1.0"));
-        assert!(contract_compatible("0.1.7"));
-        assert!(!contract_compatible("0.2.0"));
-        assert!(!contract_compatible("1.1.0"));
-        assert!(!contract_compatible(""));
     }
 }

@@ -6,16 +6,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, ComponentNamedList, HasSelf, Lift, Linker, Lower};
+use wasmtime::component::{
+    Component, ComponentNamedList, HasSelf, InstancePre, Lift, Linker, Lower,
+};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
 };
 
 use super::bindings::types::{
-    AuthorizeRequest, Failure, FollowUpRequest, Outcome, PluginInfo, SyncRequest, TokenizeRequest,
-    Tokenized, WebhookReply, WebhookRequest,
+    AuthorizeRequest, CaptureRequest, CompleteRequest, Failure, FollowUpRequest, Outcome,
+    PluginInfo, SyncRequest, TokenizeRequest, Tokenized, WebhookReply, WebhookRequest,
 };
-use super::bindings::{ADAPTER_EXPORT, Plugin, PluginPre};
+use super::bindings::{ADAPTER_EXPORT, ContractVersion, Plugin, PluginPre, since_v0_1};
 use super::state::{GatewayContext, PluginState, PspContact};
 
 /// How often the epoch advances: the granularity of CPU deadlines.
@@ -52,12 +54,13 @@ pub enum CallError {
 pub enum Call {
     Info,
     Authorize(AuthorizeRequest),
-    Capture(FollowUpRequest),
+    Capture(CaptureRequest),
     Void(FollowUpRequest),
     Refund(FollowUpRequest),
     Tokenize(TokenizeRequest),
     Sale(AuthorizeRequest),
     Sync(SyncRequest),
+    Complete(CompleteRequest),
     HandleWebhook(WebhookRequest),
 }
 
@@ -72,7 +75,40 @@ impl Call {
             Call::Tokenize(_) => "tokenize",
             Call::Sale(_) => "sale",
             Call::Sync(_) => "sync",
+            Call::Complete(_) => "complete",
             Call::HandleWebhook(_) => "handle-webhook",
+        }
+    }
+
+    /// A call stored to be re-sent, by this host or by one that spoke only contract 0.1.
+    pub fn from_stored(json: &str) -> Result<Call, serde_json::Error> {
+        serde_json::from_str::<Call>(json).or_else(|latest| {
+            serde_json::from_str::<since_v0_1::StoredCall>(json)
+                .and_then(since_v0_1::StoredCall::upgrade)
+                .map_err(|_| latest)
+        })
+    }
+}
+
+/// A component linked against the host imports through its contract version's adapter,
+/// its exports type-checked.
+pub enum Linked {
+    V0_1(since_v0_1::PluginPre<PluginState>),
+    V0_2(PluginPre<PluginState>),
+}
+
+impl Linked {
+    pub fn contract(&self) -> ContractVersion {
+        match self {
+            Linked::V0_1(_) => ContractVersion::V0_1,
+            Linked::V0_2(_) => ContractVersion::V0_2,
+        }
+    }
+
+    fn instance_pre(&self) -> &InstancePre<PluginState> {
+        match self {
+            Linked::V0_1(pre) => pre.instance_pre(),
+            Linked::V0_2(pre) => pre.instance_pre(),
         }
     }
 }
@@ -130,7 +166,10 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Both versions' imports: their names differ (`psp:plugin/http@0.1.0`, `...@0.2.0`),
+        // so each component binds to its own.
         Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
+        since_v0_1::Plugin::add_to_linker::<PluginState, HasSelf<PluginState>>(&mut linker, |s| s)?;
         spawn_epoch_ticker(&engine);
         Ok(Arc::new(Runtime {
             engine,
@@ -150,16 +189,25 @@ impl Runtime {
         Component::new(&self.engine, wasm)
     }
 
-    /// Links a component against the host imports and type-checks its exports.
-    pub fn prepare(&self, component: &Component) -> wasmtime::Result<PluginPre<PluginState>> {
+    /// Links a component against the host imports of the contract version it exports and
+    /// type-checks its exports.
+    pub fn prepare(&self, component: &Component) -> wasmtime::Result<Linked> {
+        let version = ContractVersion::of(component, &self.engine).ok_or_else(|| {
+            wasmtime::format_err!(
+                "exports no `psp:plugin/adapter` of a contract this host speaks (0.1, 0.2)"
+            )
+        })?;
         let pre = self.linker.instantiate_pre(component)?;
-        PluginPre::new(pre)
+        Ok(match version {
+            ContractVersion::V0_1 => Linked::V0_1(since_v0_1::PluginPre::new(pre)?),
+            ContractVersion::V0_2 => Linked::V0_2(PluginPre::new(pre)?),
+        })
     }
 
     /// Runs one export in a fresh instance, within the gateway's deadline.
     pub async fn call(
         &self,
-        pre: &PluginPre<PluginState>,
+        pre: &Linked,
         gateway: &Arc<GatewayContext>,
         call: Call,
         contact: PspContact,
@@ -202,9 +250,11 @@ impl Runtime {
                 .instantiate_async(&mut store)
                 .await
                 .map_err(|e| classify(e, &store, &self.limits, timeout_ms, true))?;
-            invoke(&instance, &mut store, call)
-                .await
-                .map_err(|e| classify(e, &store, &self.limits, timeout_ms, false))
+            let reply = match pre {
+                Linked::V0_2(_) => invoke(&instance, &mut store, call).await,
+                Linked::V0_1(_) => since_v0_1::invoke(&instance, &mut store, call).await,
+            };
+            reply.map_err(|e| classify(e, &store, &self.limits, timeout_ms, false))
         };
         match tokio::time::timeout(timeout, work).await {
             Ok(result) => result,
@@ -223,26 +273,30 @@ async fn invoke(
     call: Call,
 ) -> wasmtime::Result<Reply> {
     let name = call.name();
+    const AT: &str = ADAPTER_EXPORT;
     Ok(match call {
         Call::Info => {
             let plugin = Plugin::new(&mut *store, instance)?;
             Reply::Info(plugin.psp_plugin_adapter().call_info(&mut *store).await?)
         }
-        Call::Authorize(r) => Reply::Outcome(export(instance, store, name, (&r,)).await?),
-        Call::Capture(r) => Reply::Outcome(export(instance, store, name, (&r,)).await?),
-        Call::Void(r) => Reply::Outcome(export(instance, store, name, (&r,)).await?),
-        Call::Refund(r) => Reply::Outcome(export(instance, store, name, (&r,)).await?),
-        Call::Tokenize(r) => Reply::Tokenized(export(instance, store, name, (&r,)).await?),
-        Call::Sale(r) => Reply::Outcome(export(instance, store, name, (&r,)).await?),
-        Call::Sync(r) => Reply::Outcome(export(instance, store, name, (&r,)).await?),
-        Call::HandleWebhook(r) => Reply::Webhook(export(instance, store, name, (&r,)).await?),
+        Call::Authorize(r) => Reply::Outcome(export(instance, store, AT, name, (&r,)).await?),
+        Call::Capture(r) => Reply::Outcome(export(instance, store, AT, name, (&r,)).await?),
+        Call::Void(r) => Reply::Outcome(export(instance, store, AT, name, (&r,)).await?),
+        Call::Refund(r) => Reply::Outcome(export(instance, store, AT, name, (&r,)).await?),
+        Call::Tokenize(r) => Reply::Tokenized(export(instance, store, AT, name, (&r,)).await?),
+        Call::Sale(r) => Reply::Outcome(export(instance, store, AT, name, (&r,)).await?),
+        Call::Sync(r) => Reply::Outcome(export(instance, store, AT, name, (&r,)).await?),
+        Call::Complete(r) => Reply::Outcome(export(instance, store, AT, name, (&r,)).await?),
+        Call::HandleWebhook(r) => Reply::Webhook(export(instance, store, AT, name, (&r,)).await?),
     })
 }
 
-/// Looks up one adapter export by name, checks its type against the host's, and calls it.
-async fn export<P, R>(
+/// Looks up one export of the `adapter` interface by name, checks its type against the
+/// host's, and calls it.
+pub(super) async fn export<P, R>(
     instance: &wasmtime::component::Instance,
     store: &mut Store<PluginState>,
+    adapter: &str,
     name: &str,
     params: P,
 ) -> wasmtime::Result<R>
@@ -250,12 +304,12 @@ where
     P: ComponentNamedList + Lower + Send + Sync,
     R: Lift + Send + Sync + 'static,
 {
-    let adapter = instance
-        .get_export_index(&mut *store, None, ADAPTER_EXPORT)
-        .ok_or_else(|| wasmtime::format_err!("no exported instance `{ADAPTER_EXPORT}`"))?;
+    let interface = instance
+        .get_export_index(&mut *store, None, adapter)
+        .ok_or_else(|| wasmtime::format_err!("no exported instance `{adapter}`"))?;
     let index = instance
-        .get_export_index(&mut *store, Some(&adapter), name)
-        .ok_or_else(|| wasmtime::format_err!("`{ADAPTER_EXPORT}` has no export `{name}`"))?;
+        .get_export_index(&mut *store, Some(&interface), name)
+        .ok_or_else(|| wasmtime::format_err!("`{adapter}` has no export `{name}`"))?;
     let func = instance.get_typed_func::<P, (R,)>(&mut *store, &index)?;
     let (out,) = func.call_async(&mut *store, params).await?;
     Ok(out)

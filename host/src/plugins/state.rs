@@ -1,5 +1,6 @@
 //! What one plugin instance can reach: its per-call store data and the host imports it
-//! calls (`http`, `settings`, `log`), scoped to the gateway the call is made for.
+//! calls (`http`, `settings`, `log`, `cache`), scoped to the gateway the call is made for.
+//! These are the latest contract's imports; `bindings::since_v0_1` serves 0.1's through them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,7 +11,8 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::psp::plugin::{http, log, settings, types};
+use super::bindings::psp::plugin::{cache, http, log, settings, types};
+use super::gateway_cache::GatewayCache;
 use super::outbound::{self, OutboundError, OutboundPolicy, OutboundRequest};
 use crate::config::Secret;
 
@@ -22,6 +24,8 @@ pub struct GatewayContext {
     pub settings: BTreeMap<String, Secret>,
     pub policy: OutboundPolicy,
     pub call_timeout: Duration,
+    /// The `cache` import's entries, shared by every call of this gateway.
+    pub cache: GatewayCache,
 }
 
 impl GatewayContext {
@@ -37,6 +41,7 @@ impl GatewayContext {
                 max_response_bytes: 0,
             },
             call_timeout: Duration::from_secs(2),
+            cache: GatewayCache::default(),
         })
     }
 
@@ -236,5 +241,21 @@ impl log::Host for PluginState {
             log::Level::Warn => tracing::warn!(%gateway, %plugin, "{message}"),
             log::Level::Error => tracing::error!(%gateway, %plugin, "{message}"),
         }
+    }
+}
+
+impl cache::Host for PluginState {
+    async fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        self.gateway.cache.get(&key)
+    }
+
+    async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: u32) {
+        self.gateway
+            .cache
+            .set(key, value, Duration::from_millis(ttl_ms.into()))
+    }
+
+    async fn remove(&mut self, key: String) {
+        self.gateway.cache.remove(&key)
     }
 }

@@ -262,6 +262,10 @@ pub trait TransactionStore: Send + Sync {
 
     /// The amount drawn from a parent by its children of `action` that hold balance.
     async fn drawn(&self, parent_id: &str, action: Action) -> Result<i64, StoreError>;
+
+    /// How many children of `action` a parent has had, whatever became of them (a capture's
+    /// sequence number is this plus one).
+    async fn follow_ups(&self, parent_id: &str, action: Action) -> Result<i64, StoreError>;
 }
 
 /// The pending and unknown transactions that recovery works through: each row has its own

@@ -8,6 +8,7 @@ use psp_plugin_sdk::types::*;
 use psp_plugin_sdk::{CONTRACT_VERSION, Plugin, log, settings};
 use serde_json::{Map, Value, json};
 
+mod action;
 mod notification;
 
 /// Reachable natively for the `adyen` fuzz target (fuzz/), which feeds notifications to them.
@@ -114,7 +115,17 @@ impl Plugin for Adyen {
         pay(&req, Capture::Immediate)
     }
 
-    fn capture(req: FollowUpRequest) -> Result<Outcome, Failure> {
+    /// Adyen captures partially without a final flag: what stays uncaptured lapses with
+    /// the authorization, or is released by a void.
+    fn capture(req: CaptureRequest) -> Result<Outcome, Failure> {
+        let req = FollowUpRequest {
+            idempotency_key: req.idempotency_key,
+            amount: req.amount,
+            transaction_token: req.transaction_token,
+            psp_reference: req.psp_reference,
+            reference: req.reference,
+            order: req.order,
+        };
         modify(&req, Modification::Capture)
     }
 
@@ -462,8 +473,10 @@ pub fn payment_outcome(
     };
     match result_code {
         "Authorised" => {
+            let reference = need_reference()?;
             let mut approved = Approved {
-                transaction_token: need_reference()?,
+                transaction_token: reference.clone(),
+                psp_reference: reference,
                 amount_cents,
                 messages: vec![format!("Adyen: {result_code}")],
                 metadata: vec![Pair::new("resultCode", result_code)],
@@ -486,16 +499,23 @@ pub fn payment_outcome(
             // The notification of such a payment carries its pspReference when Adyen gave
             // one, and its merchantReference in every case.
             let reference = psp_reference.unwrap_or(merchant_reference).to_owned();
-            let mut metadata = vec![Pair::new("resultCode", result_code)];
-            if let Some(action) = answer.get("action").filter(|a| !a.is_null()) {
-                metadata.push(Pair::new("action", action.to_string()));
-            }
-            Ok(Outcome::Pending(Pending {
-                transaction_token: reference.clone(),
-                amount_cents,
-                psp_reference: reference,
-                metadata,
-            }))
+            let metadata = vec![Pair::new("resultCode", result_code)];
+            Ok(match answer.get("action").filter(|a| a.is_object()) {
+                Some(a) => Outcome::ActionRequired(ActionRequired {
+                    transaction_token: reference.clone(),
+                    psp_reference: reference,
+                    amount_cents,
+                    action: action::shopper_action(a),
+                    metadata,
+                }),
+                // Nothing for the shopper to follow: only a notification will tell.
+                None => Outcome::Pending(Pending {
+                    transaction_token: reference.clone(),
+                    amount_cents,
+                    psp_reference: reference,
+                    metadata,
+                }),
+            })
         }
         "Refused" | "Error" | "Cancelled" => Ok(Outcome::Declined(Declined {
             code: text("refusalReasonCode")
@@ -505,6 +525,7 @@ pub fn payment_outcome(
                 .map(str::to_owned)
                 .unwrap_or_else(|| format!("Adyen: {result_code}")),
             transaction_token: psp_reference.map(str::to_owned),
+            psp_reference: psp_reference.map(str::to_owned),
         })),
         other => Err(Failure::BadResponse(format!(
             "Adyen answered the unexpected resultCode `{other}`"

@@ -3,7 +3,7 @@
 
 use psp_plugin_sdk::crypto::{base64_decode, constant_time_eq, hex_decode, hmac_sha256};
 use psp_plugin_sdk::log;
-use psp_plugin_sdk::types::{Failure, FinalStatus, Operation, PspEvent};
+use psp_plugin_sdk::types::{EventKind, Failure, FinalStatus, Money, PspEvent};
 use serde_json::Value;
 
 /// The fields of the signed string, in Adyen's order (`value` and `currency` from `amount`).
@@ -95,13 +95,15 @@ pub fn handle(body: &[u8], hex_key: &str) -> Result<Vec<PspEvent>, Failure> {
 pub fn event(item: &Value) -> Vec<PspEvent> {
     let text = |k: &str| item.get(k).and_then(Value::as_str).unwrap_or_default();
     let event_code = text("eventCode");
-    let (operation, always_failed) = match event_code {
-        "AUTHORISATION" => (Operation::Authorize, false),
-        "CAPTURE" => (Operation::Capture, false),
-        "CAPTURE_FAILED" => (Operation::Capture, true),
-        "CANCELLATION" => (Operation::Void, false),
-        "REFUND" => (Operation::Refund, false),
-        "REFUND_FAILED" => (Operation::Refund, true),
+    let (kind, always_failed) = match event_code {
+        "AUTHORISATION" => (EventKind::Authorized, false),
+        "CAPTURE" => (EventKind::Captured, false),
+        "CAPTURE_FAILED" => (EventKind::Captured, true),
+        "CANCELLATION" => (EventKind::Voided, false),
+        "REFUND" => (EventKind::Refunded, false),
+        "REFUND_FAILED" => (EventKind::Refunded, true),
+        "REFUNDED_REVERSED" => (EventKind::Reversed, false),
+        "CHARGEBACK" => (EventKind::Chargeback, false),
         other => {
             log::info(&format!("Adyen notification {other} ignored"));
             return Vec::new();
@@ -121,26 +123,27 @@ pub fn event(item: &Value) -> Vec<PspEvent> {
         FinalStatus::Failed
     };
     let reason = text("reason");
-    let amount_cents = item
-        .get("amount")
-        .and_then(|a| a.get("value"))
-        .and_then(|v| {
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        });
+    let amount = item.get("amount").and_then(|a| {
+        let value = a.get("value")?;
+        let cents = value
+            .as_u64()
+            .or_else(|| value.as_str().and_then(|s| s.parse().ok()))?;
+        Some(Money::new(cents, a.get("currency")?.as_str()?))
+    });
     let make = |reference: &str| PspEvent {
         psp_reference: reference.to_owned(),
+        transaction_token: None,
         status,
-        operation: Some(operation),
+        kind: Some(kind),
         code: Some(event_code.to_owned()),
         message: (!reason.is_empty()).then(|| reason.to_owned()),
-        amount_cents,
+        amount: amount.clone(),
     };
     let mut events = vec![make(psp_reference)];
     // A payment answered with an action but no pspReference is pending under its merchant
     // reference (see `payment_outcome`).
     let merchant_reference = text("merchantReference");
-    if operation == Operation::Authorize
+    if kind == EventKind::Authorized
         && !merchant_reference.is_empty()
         && merchant_reference != psp_reference
     {

@@ -319,33 +319,53 @@ fn received_and_pending_are_pending_on_the_psp_reference() {
 }
 
 #[test]
-fn shopper_actions_are_pending_with_the_action_in_metadata() {
+fn shopper_actions_are_action_required_with_adyen_s_action() {
     for code in ["RedirectShopper", "IdentifyShopper", "ChallengeShopper"] {
         let action = json!({"type": "threeDS2", "subtype": "fingerprint", "token": "eyJ0"});
         let outcome = authorize_answer(
             json!({"pspReference": "PSP0000000000002", "resultCode": code, "action": action}),
         )
         .unwrap();
-        let Outcome::Pending(p) = outcome else {
+        let Outcome::ActionRequired(r) = outcome else {
             panic!("{code}: {outcome:?}")
         };
-        assert_eq!(p.psp_reference, "PSP0000000000002");
-        let meta = p
-            .metadata
-            .iter()
-            .find(|m| m.key == "action")
-            .expect("action");
-        assert_eq!(serde_json::from_str::<Value>(&meta.value).unwrap(), action);
-        assert!(p.metadata.contains(&Pair::new("resultCode", code)));
+        assert_eq!(r.psp_reference, "PSP0000000000002");
+        assert_eq!(r.transaction_token, "PSP0000000000002");
+        let ShopperAction::Sdk(sdk) = &r.action else {
+            panic!("{code}: {:?}", r.action)
+        };
+        assert_eq!(sdk.kind, "threeDS2");
+        assert_eq!(
+            serde_json::from_str::<Value>(&sdk.data_json).unwrap(),
+            action
+        );
+        assert!(r.metadata.contains(&Pair::new("resultCode", code)));
     }
-    // Adyen's own 3DS2 example has no pspReference: pending under the merchant reference.
+    let redirect = json!({"type": "redirect", "method": "GET", "url": "https://checkoutshopper-test.adyen.com/checkoutshopper/r"});
+    let outcome = authorize_answer(
+        json!({"pspReference": "PSP4", "resultCode": "RedirectShopper", "action": redirect}),
+    )
+    .unwrap();
+    assert!(
+        matches!(&outcome, Outcome::ActionRequired(r)
+            if r.action == ShopperAction::redirect("https://checkoutshopper-test.adyen.com/checkoutshopper/r")),
+        "{outcome:?}"
+    );
+    // Adyen's own 3DS2 example has no pspReference: under the merchant reference.
     let outcome =
         authorize_answer(json!({"resultCode": "IdentifyShopper", "action": {"type": "threeDS2"}}))
             .unwrap();
-    let Outcome::Pending(p) = outcome else {
+    let Outcome::ActionRequired(r) = outcome else {
         panic!("{outcome:?}")
     };
-    assert_eq!(p.psp_reference, "12345-ref-test-1");
+    assert_eq!(r.psp_reference, "12345-ref-test-1");
+    // No action to follow: pending until a notification.
+    let outcome =
+        authorize_answer(json!({"pspReference": "PSP5", "resultCode": "RedirectShopper"})).unwrap();
+    assert!(
+        matches!(outcome, Outcome::Pending(ref p) if p.psp_reference == "PSP5"),
+        "{outcome:?}"
+    );
 }
 
 #[test]
@@ -356,6 +376,7 @@ fn refusals_are_declined_with_reason_and_code() {
     assert_eq!(
         outcome,
         Outcome::Declined(Declined {
+            psp_reference: Some("PSP0000000000003".into()),
             code: "12".into(),
             message: "Not enough balance".into(),
             transaction_token: Some("PSP0000000000003".into()),
@@ -446,7 +467,7 @@ fn capture_is_pending_on_the_capture_reference() {
         format!("{BASE}/payments/993617894903480A/captures"),
         Reply::json(201, received("993617894906488A")),
     );
-    let mut req = testing::follow_up_request("993617894903480A", 2000, "EUR");
+    let mut req = testing::capture_request("993617894903480A", 2000, "EUR");
     req.order = Some(order());
     let outcome = h.run(|| Adyen::capture(req)).unwrap();
     let Outcome::Pending(p) = outcome else {
@@ -520,7 +541,7 @@ fn modification_answers_and_errors() {
             "message": "Original pspReference required for this operation", "errorType": "validation"})),
     );
     let err = h
-        .run(|| Adyen::capture(testing::follow_up_request("P1", 1, "EUR")))
+        .run(|| Adyen::capture(testing::capture_request("P1", 1, "EUR")))
         .unwrap_err();
     assert!(
         matches!(err, Failure::InvalidRequest(ref m) if m.contains("167")),
@@ -729,46 +750,63 @@ fn every_tracked_event_maps_to_an_operation_and_status() {
         (
             "AUTHORISATION",
             "true",
-            Operation::Authorize,
+            EventKind::Authorized,
             FinalStatus::Succeeded,
         ),
         (
             "AUTHORISATION",
             "false",
-            Operation::Authorize,
+            EventKind::Authorized,
             FinalStatus::Failed,
         ),
         (
             "CAPTURE",
             "true",
-            Operation::Capture,
+            EventKind::Captured,
             FinalStatus::Succeeded,
         ),
-        ("CAPTURE", "false", Operation::Capture, FinalStatus::Failed),
+        ("CAPTURE", "false", EventKind::Captured, FinalStatus::Failed),
         (
             "CAPTURE_FAILED",
             "true",
-            Operation::Capture,
+            EventKind::Captured,
             FinalStatus::Failed,
         ),
         (
             "CANCELLATION",
             "true",
-            Operation::Void,
+            EventKind::Voided,
             FinalStatus::Succeeded,
         ),
         (
             "CANCELLATION",
             "false",
-            Operation::Void,
+            EventKind::Voided,
             FinalStatus::Failed,
         ),
-        ("REFUND", "true", Operation::Refund, FinalStatus::Succeeded),
-        ("REFUND", "false", Operation::Refund, FinalStatus::Failed),
+        (
+            "REFUND",
+            "true",
+            EventKind::Refunded,
+            FinalStatus::Succeeded,
+        ),
+        (
+            "REFUNDED_REVERSED",
+            "true",
+            EventKind::Reversed,
+            FinalStatus::Succeeded,
+        ),
+        (
+            "CHARGEBACK",
+            "true",
+            EventKind::Chargeback,
+            FinalStatus::Succeeded,
+        ),
+        ("REFUND", "false", EventKind::Refunded, FinalStatus::Failed),
         (
             "REFUND_FAILED",
             "true",
-            Operation::Refund,
+            EventKind::Refunded,
             FinalStatus::Failed,
         ),
     ];
@@ -783,10 +821,10 @@ fn every_tracked_event_maps_to_an_operation_and_status() {
         assert_eq!(reply.body, b"[accepted]");
         let e = &reply.events[0];
         assert_eq!(e.psp_reference, "MOD1", "{code}");
-        assert_eq!(e.operation, Some(op), "{code}");
+        assert_eq!(e.kind, Some(op), "{code}");
         assert_eq!(e.status, status, "{code} {success}");
         assert_eq!(e.code.as_deref(), Some(code));
-        assert_eq!(e.amount_cents, Some(2000));
+        assert_eq!(e.amount, Some(Money::new(2000, "EUR")));
         if success == "false" {
             assert_eq!(e.message.as_deref(), Some("Insufficient balance"));
         } else {
@@ -794,7 +832,7 @@ fn every_tracked_event_maps_to_an_operation_and_status() {
         }
         // AUTHORISATION also names the merchant reference (a payment pending without a
         // pspReference); the modifications only their own pspReference.
-        if op == Operation::Authorize {
+        if op == EventKind::Authorized {
             assert_eq!(reply.events.len(), 2);
             assert_eq!(reply.events[1].psp_reference, "12345-ref");
         } else {

@@ -40,8 +40,11 @@ impl Plugin for Sandbox {
         pay(&req)
     }
 
-    fn capture(req: FollowUpRequest) -> Result<Outcome, Failure> {
-        Ok(follow_up("cap", &req))
+    fn capture(req: CaptureRequest) -> Result<Outcome, Failure> {
+        Ok(Outcome::approved(
+            derive("sbx_cap_", &req.idempotency_key),
+            req.amount.amount_cents,
+        ))
     }
 
     fn void(req: FollowUpRequest) -> Result<Outcome, Failure> {
@@ -68,21 +71,48 @@ impl Plugin for Sandbox {
     }
 
     fn sync(req: SyncRequest) -> Result<Outcome, Failure> {
-        let reference = req
-            .psp_reference
-            .as_deref()
-            .unwrap_or(&req.transaction_token);
-        if reference.starts_with(PENDING_PREFIX) {
-            Ok(Outcome::pending(
-                req.transaction_token.clone(),
-                req.amount.amount_cents,
-                reference,
-            ))
+        // Without a token (the answer was lost), the sandbox finds the transaction the way
+        // it named it: from the idempotency key.
+        let token = match &req.transaction_token {
+            Some(token) => token.clone(),
+            None => derive(token_prefix(req.operation), &req.idempotency_key),
+        };
+        let reference = req.psp_reference.clone().unwrap_or_else(|| token.clone());
+        if reference.starts_with(PENDING_PREFIX) || reference.starts_with(ACTION_PREFIX) {
+            Ok(Outcome::pending(token, req.amount.amount_cents, reference))
         } else {
-            Ok(Outcome::approved(
-                req.transaction_token,
+            Ok(Outcome::approved_as(
+                token,
+                reference,
                 req.amount.amount_cents,
             ))
+        }
+    }
+
+    /// The shopper came back from the sandbox's 3-D Secure page: its `outcome` return
+    /// parameter (`succeeded` or `failed`) decides.
+    fn complete(req: CompleteRequest) -> Result<Outcome, Failure> {
+        if !req.psp_reference.starts_with(ACTION_PREFIX) {
+            return Err(Failure::InvalidRequest(format!(
+                "`{}` asked for no shopper action",
+                req.psp_reference
+            )));
+        }
+        match req.return_parameter("outcome") {
+            Some("succeeded") => Ok(Outcome::approved_as(
+                req.transaction_token,
+                req.psp_reference,
+                req.amount.amount_cents,
+            )),
+            Some("failed") => Ok(Outcome::Declined(Declined {
+                code: "authentication_failed".into(),
+                message: "The shopper failed 3-D Secure at the sandbox".into(),
+                transaction_token: Some(req.transaction_token),
+                psp_reference: Some(req.psp_reference),
+            })),
+            _ => Err(Failure::InvalidRequest(
+                "the return needs `outcome=succeeded` or `outcome=failed`".into(),
+            )),
         }
     }
 
@@ -105,6 +135,21 @@ const PENDING_PREFIX: &str = "sbx_pend_";
 /// Pending, but no notification will ever come: only `sync` settles it (approved).
 const SYNC_PENDING_PREFIX: &str = "sbx_wait_";
 const SLOW_PREFIX: &str = "tok_slow_";
+/// Waiting for the shopper (`tok_3ds`): `complete`, a notification or `sync` settles it.
+const ACTION_PREFIX: &str = "sbx_3ds_";
+/// Where the sandbox sends a shopper for 3-D Secure: a page no one serves (`.invalid`);
+/// tests follow the redirect by calling `complete` with the return's parameters.
+const CHALLENGE_URL: &str = "https://sandbox.psp-gateway.invalid/3ds/";
+
+/// The prefix of the token the sandbox answers an operation with.
+fn token_prefix(operation: Operation) -> &'static str {
+    match operation {
+        Operation::Capture => "sbx_cap_",
+        Operation::Void => "sbx_void_",
+        Operation::Refund => "sbx_ref_",
+        _ => "sbx_",
+    }
+}
 
 /// Authorize and sale: the token picks the outcome.
 fn pay(req: &AuthorizeRequest) -> Result<Outcome, Failure> {
@@ -115,7 +160,22 @@ fn pay(req: &AuthorizeRequest) -> Result<Outcome, Failure> {
             code: "card_declined".into(),
             message: "The sandbox declined the card (tok_decline)".into(),
             transaction_token: Some(derive("sbx_decl_", &req.idempotency_key)),
+            psp_reference: None,
         })),
+        "tok_3ds" => {
+            let token = derive(ACTION_PREFIX, &req.idempotency_key);
+            let mut url = format!("{CHALLENGE_URL}{token}");
+            if let Some(back) = req.shopper.as_ref().and_then(|s| s.return_url.as_deref()) {
+                url.push_str("?return_url=");
+                url.push_str(&percent_encode(back));
+            }
+            Ok(Outcome::action_required(
+                token.clone(),
+                token,
+                amount,
+                ShopperAction::redirect(url),
+            ))
+        }
         "tok_pending_sync" => {
             // A PSP whose notification is lost: the reconciler's `sync` finds it approved.
             let token = derive(SYNC_PENDING_PREFIX, &req.idempotency_key);
@@ -144,6 +204,19 @@ fn pay(req: &AuthorizeRequest) -> Result<Outcome, Failure> {
             ))
         }
     }
+}
+
+/// Every byte but unreserved ones as `%XX` (RFC 3986), for a URL in a query.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn follow_up(kind: &str, req: &FollowUpRequest) -> Outcome {
@@ -179,8 +252,8 @@ fn verify_signature(req: &WebhookRequest, secret: &[u8]) -> Result<(), Failure> 
     }
 }
 
-/// `{"reference": "...", "outcome": "succeeded" | "failed"}`, optionally with `code`,
-/// `message` and `amount_cents`.
+/// `{"reference": "...", "outcome": "succeeded" | "failed"}`, optionally with `kind`
+/// (`authorized`, `captured`, ...), `code`, `message`, and `amount_cents` with `currency`.
 fn parse_notification(body: &[u8]) -> Result<PspEvent, Failure> {
     let invalid = |what: &str| Failure::InvalidRequest(format!("sandbox notification: {what}"));
     let value: serde_json::Value =
@@ -196,13 +269,33 @@ fn parse_notification(body: &[u8]) -> Result<PspEvent, Failure> {
         _ => return Err(invalid("`outcome` must be \"succeeded\" or \"failed\"")),
     };
     let text = |field: &str| value.get(field).and_then(|v| v.as_str()).map(str::to_owned);
+    let kind = match text("kind").as_deref() {
+        None => None,
+        Some("authorized") => Some(EventKind::Authorized),
+        Some("captured") => Some(EventKind::Captured),
+        Some("refunded") => Some(EventKind::Refunded),
+        Some("voided") => Some(EventKind::Voided),
+        Some("expired") => Some(EventKind::Expired),
+        Some("reversed") => Some(EventKind::Reversed),
+        Some("chargeback") => Some(EventKind::Chargeback),
+        Some(_) => return Err(invalid("`kind` is not an event kind")),
+    };
+    let amount = match (
+        value.get("amount_cents").and_then(|v| v.as_u64()),
+        text("currency"),
+    ) {
+        (Some(cents), Some(currency)) => Some(Money::new(cents, currency)),
+        (Some(_), None) => return Err(invalid("`amount_cents` needs a `currency`")),
+        (None, _) => None,
+    };
     Ok(PspEvent {
         psp_reference: reference.to_owned(),
+        transaction_token: None,
         status,
-        operation: None,
+        kind,
         code: text("code"),
         message: text("message"),
-        amount_cents: value.get("amount_cents").and_then(|v| v.as_u64()),
+        amount,
     })
 }
 

@@ -114,7 +114,8 @@ fn tok_slow_sleeps_then_approves() {
 #[test]
 fn follow_ups_are_approved_for_the_requested_amount() {
     let req = testing::follow_up_request("sbx_abc", 400, "EUR");
-    let capture = approved(offline(|| Sandbox::capture(req.clone())));
+    let cap = testing::capture_request("sbx_abc", 400, "EUR");
+    let capture = approved(offline(|| Sandbox::capture(cap.clone())));
     let void = approved(offline(|| Sandbox::void(req.clone())));
     let refund = approved(offline(|| Sandbox::refund(req.clone())));
     for a in [&capture, &void, &refund] {
@@ -123,7 +124,7 @@ fn follow_ups_are_approved_for_the_requested_amount() {
     assert_eq!(capture.transaction_token, derive("sbx_cap_", "idem-test-2"));
     assert_ne!(capture.transaction_token, void.transaction_token);
     assert_ne!(void.transaction_token, refund.transaction_token);
-    assert_eq!(capture, approved(offline(|| Sandbox::capture(req))));
+    assert_eq!(capture, approved(offline(|| Sandbox::capture(cap))));
 }
 
 #[test]
@@ -241,19 +242,104 @@ fn webhook_with_valid_signature_yields_one_event() {
         reply.events,
         vec![PspEvent {
             psp_reference: "sbx_pend_abc".into(),
+            transaction_token: None,
             status: FinalStatus::Succeeded,
-            operation: None,
+            kind: None,
             code: None,
             message: None,
-            amount_cents: None,
+            amount: None,
         }]
     );
 
-    let failed = r#"{"reference":"r1","outcome":"failed","code":"expired","amount_cents":12}"#;
+    let failed = r#"{"reference":"r1","outcome":"failed","code":"expired","kind":"captured","amount_cents":12,"currency":"EUR"}"#;
     let reply = offline(|| Sandbox::handle_webhook(signed(failed, "Sandbox-Signature"))).unwrap();
     assert_eq!(reply.events[0].status, FinalStatus::Failed);
     assert_eq!(reply.events[0].code.as_deref(), Some("expired"));
-    assert_eq!(reply.events[0].amount_cents, Some(12));
+    assert_eq!(reply.events[0].kind, Some(EventKind::Captured));
+    assert_eq!(reply.events[0].amount, Some(Money::new(12, "EUR")));
+    for bad in [
+        r#"{"reference":"r1","outcome":"failed","kind":"lost"}"#,
+        r#"{"reference":"r1","outcome":"failed","amount_cents":12}"#,
+    ] {
+        let err =
+            offline(|| Sandbox::handle_webhook(signed(bad, "Sandbox-Signature"))).unwrap_err();
+        assert!(matches!(err, Failure::InvalidRequest(_)), "{bad}: {err:?}");
+    }
+}
+
+#[test]
+fn tok_3ds_asks_the_shopper_to_act_and_complete_finishes_it() {
+    let mut req = testing::authorize_request("tok_3ds", 900, "EUR");
+    req.shopper = Some(Shopper {
+        return_url: Some("https://shop.example/back?o=1".into()),
+        cancel_url: None,
+        ip_address: None,
+        user_agent: None,
+        accept_header: None,
+    });
+    let outcome = offline(|| Sandbox::authorize(req)).unwrap();
+    let Outcome::ActionRequired(r) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(r.transaction_token.starts_with("sbx_3ds_"));
+    assert_eq!(r.psp_reference, r.transaction_token);
+    assert_eq!(r.amount_cents, 900);
+    let ShopperAction::Redirect(redirect) = &r.action else {
+        panic!("{:?}", r.action)
+    };
+    assert_eq!(redirect.method, RedirectMethod::Get);
+    assert_eq!(
+        redirect.url,
+        format!(
+            "https://sandbox.psp-gateway.invalid/3ds/{}?return_url=https%3A%2F%2Fshop.example%2Fback%3Fo%3D1",
+            r.transaction_token
+        )
+    );
+    let complete = |outcome: &str| {
+        let req = testing::complete_request(
+            &r.transaction_token,
+            &r.psp_reference,
+            900,
+            "EUR",
+            &[("outcome", outcome)],
+        );
+        offline(|| Sandbox::complete(req))
+    };
+    assert_eq!(
+        approved(complete("succeeded")).psp_reference,
+        r.psp_reference
+    );
+    assert!(
+        matches!(complete("failed"), Ok(Outcome::Declined(d)) if d.code == "authentication_failed")
+    );
+    assert!(matches!(complete("maybe"), Err(Failure::InvalidRequest(_))));
+    // Pending until then, for the reconciler.
+    let sync = testing::sync_request(Operation::Authorize, &r.transaction_token, 900, "EUR");
+    assert!(matches!(
+        offline(|| Sandbox::sync(sync)),
+        Ok(Outcome::Pending(_))
+    ));
+    let not_3ds =
+        testing::complete_request("sbx_1", "sbx_1", 1, "EUR", &[("outcome", "succeeded")]);
+    assert!(matches!(
+        offline(|| Sandbox::complete(not_3ds)),
+        Err(Failure::InvalidRequest(_))
+    ));
+}
+
+#[test]
+fn sync_without_a_token_finds_the_transaction_by_its_idempotency_key() {
+    let authorized = approved(offline(|| {
+        Sandbox::authorize(testing::authorize_request("tok_visa", 100, "EUR"))
+    }));
+    let mut sync = testing::sync_request(Operation::Authorize, "unused", 100, "EUR");
+    sync.transaction_token = None;
+    assert_eq!(
+        sync.idempotency_key, "idem-test-1",
+        "the authorize request's key"
+    );
+    let found = approved(offline(|| Sandbox::sync(sync)));
+    assert_eq!(found.transaction_token, authorized.transaction_token);
 }
 
 #[test]

@@ -78,9 +78,9 @@ impl Plugin for Stripe {
         pay(&req, Operation::Sale)
     }
 
-    fn capture(req: FollowUpRequest) -> Result<Outcome, Failure> {
+    fn capture(req: CaptureRequest) -> Result<Outcome, Failure> {
         let api = Api::from_settings()?;
-        let intent = intent_id(&req)?;
+        let intent = intent_id(&req.transaction_token, req.psp_reference.as_deref())?;
         let mut form = Form::new();
         form.push("amount_to_capture", req.amount.amount_cents.to_string());
         let path = format!("/v1/payment_intents/{intent}/capture");
@@ -92,7 +92,7 @@ impl Plugin for Stripe {
 
     fn void(req: FollowUpRequest) -> Result<Outcome, Failure> {
         let api = Api::from_settings()?;
-        let intent = intent_id(&req)?;
+        let intent = intent_id(&req.transaction_token, req.psp_reference.as_deref())?;
         let path = format!("/v1/payment_intents/{intent}/cancel");
         match api.call(Method::Post, &path, None, Some(&req.idempotency_key))? {
             Answer::Ok(pi) => intent_outcome(&pi, Operation::Void, req.amount.amount_cents),
@@ -102,7 +102,7 @@ impl Plugin for Stripe {
 
     fn refund(req: FollowUpRequest) -> Result<Outcome, Failure> {
         let api = Api::from_settings()?;
-        let intent = intent_id(&req)?;
+        let intent = intent_id(&req.transaction_token, req.psp_reference.as_deref())?;
         let mut form = Form::new();
         form.push("payment_intent", intent)
             .push("amount", req.amount.amount_cents.to_string());
@@ -173,18 +173,22 @@ impl Plugin for Stripe {
             let refund = req
                 .psp_reference
                 .as_deref()
-                .unwrap_or(&req.transaction_token);
+                .or(req.transaction_token.as_deref())
+                .unwrap_or_default();
             check_id(refund, "re_", "refund")?;
             let found = api.ok(Method::Get, &format!("/v1/refunds/{refund}"), None, None)?;
             return refund_outcome(&found, amount);
         }
-        let intent = [req.psp_reference.as_deref(), Some(&req.transaction_token)]
-            .into_iter()
-            .flatten()
-            .find(|id| id.starts_with("pi_"))
-            .ok_or_else(|| {
-                Failure::InvalidRequest("the transaction is not a Stripe PaymentIntent".into())
-            })?;
+        let intent = [
+            req.psp_reference.as_deref(),
+            req.transaction_token.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|id| id.starts_with("pi_"))
+        .ok_or_else(|| {
+            Failure::InvalidRequest("the transaction is not a Stripe PaymentIntent".into())
+        })?;
         let pi = api.ok(
             Method::Get,
             &format!("/v1/payment_intents/{intent}"),
@@ -331,6 +335,7 @@ fn classify(method: Method, path: &str, response: &Response) -> Result<Answer, F
         return Ok(Answer::Declined(Declined {
             code,
             message,
+            psp_reference: transaction_token.clone(),
             transaction_token,
         }));
     }
@@ -481,17 +486,14 @@ fn find_or_create_customer(
 }
 
 /// The PaymentIntent a follow-up acts upon (its token, or the PSP reference).
-fn intent_id(req: &FollowUpRequest) -> Result<&str, Failure> {
-    [
-        Some(req.transaction_token.as_str()),
-        req.psp_reference.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|id| id.starts_with("pi_") && is_id(id))
-    .ok_or_else(|| {
-        Failure::InvalidRequest("the transaction token is not a Stripe PaymentIntent".into())
-    })
+fn intent_id<'a>(token: &'a str, psp_reference: Option<&'a str>) -> Result<&'a str, Failure> {
+    [Some(token), psp_reference]
+        .into_iter()
+        .flatten()
+        .find(|id| id.starts_with("pi_") && is_id(id))
+        .ok_or_else(|| {
+            Failure::InvalidRequest("the transaction token is not a Stripe PaymentIntent".into())
+        })
 }
 
 /// Refuses tokens that cannot be a Stripe payment source before they reach a URL.
@@ -539,6 +541,7 @@ pub fn intent_outcome(pi: &Value, op: Operation, requested: u64) -> Result<Outco
             code,
             message,
             transaction_token: Some(id.clone()),
+            psp_reference: Some(id.clone()),
         })
     };
     let failed = || {
@@ -618,6 +621,7 @@ pub fn refund_outcome(refund: &Value, requested: u64) -> Result<Outcome, Failure
                 .map(|r| format!("refund_{r}"))
                 .unwrap_or_else(|| format!("refund_{status}")),
             message: format!("Stripe reports the refund {status}"),
+            psp_reference: Some(id.clone()),
             transaction_token: Some(id),
         })),
         other => Err(Failure::BadResponse(format!(
@@ -669,6 +673,7 @@ fn op_name(op: Operation) -> &'static str {
         Operation::Sale => "sale",
         Operation::Sync => "sync",
         Operation::HandleWebhook => "handle-webhook",
+        Operation::Complete => "complete",
     }
 }
 
@@ -678,6 +683,7 @@ fn describe(outcome: &Outcome) -> String {
         Outcome::Approved(a) => format!("approved {}", redact(&a.transaction_token)),
         Outcome::Pending(p) => format!("pending {}", redact(&p.transaction_token)),
         Outcome::Declined(d) => format!("declined ({})", d.code),
+        Outcome::ActionRequired(r) => format!("action required {}", redact(&r.transaction_token)),
     }
 }
 
@@ -767,18 +773,25 @@ pub fn events_of(event: &Value) -> Vec<PspEvent> {
         return Vec::new();
     }
     let kind = event["type"].as_str().unwrap_or_default();
-    let ev = |status, operation, amount_cents| PspEvent {
+    let currency = object["currency"]
+        .as_str()
+        .unwrap_or_default()
+        .to_uppercase();
+    let ev = |status, kind, amount_cents: Option<u64>| PspEvent {
         psp_reference: id.clone(),
+        transaction_token: None,
         status,
-        operation,
+        kind,
         code: None,
         message: None,
-        amount_cents,
+        amount: amount_cents
+            .filter(|_| !currency.is_empty())
+            .map(|cents| Money::new(cents, currency.clone())),
     };
     match kind {
         "payment_intent.amount_capturable_updated" => vec![ev(
             FinalStatus::Succeeded,
-            Some(Operation::Authorize),
+            Some(EventKind::Authorized),
             object["amount_capturable"].as_u64(),
         )],
         // Succeeded settles whatever is pending on the PaymentIntent: a sale, a capture, or an
@@ -802,8 +815,9 @@ pub fn events_of(event: &Value) -> Vec<PspEvent> {
         // A cancel completes a void and fails anything else still pending.
         "payment_intent.canceled" => {
             let reason = object["cancellation_reason"].as_str().unwrap_or("canceled");
-            let mut events = vec![ev(FinalStatus::Succeeded, Some(Operation::Void), None)];
-            for op in [Operation::Authorize, Operation::Sale, Operation::Capture] {
+            let mut events = vec![ev(FinalStatus::Succeeded, Some(EventKind::Voided), None)];
+            // Captured covers both a sale and a capture.
+            for op in [EventKind::Authorized, EventKind::Captured] {
                 events.push(PspEvent {
                     code: Some("payment_intent_canceled".into()),
                     message: Some(format!("the PaymentIntent was canceled ({reason})")),
@@ -839,15 +853,23 @@ fn refund_event(refund: &Value) -> Option<PspEvent> {
         ),
         _ => return None,
     };
+    let currency = refund["currency"]
+        .as_str()
+        .unwrap_or_default()
+        .to_uppercase();
     Some(PspEvent {
         psp_reference: id.to_owned(),
+        transaction_token: None,
         status,
-        operation: Some(Operation::Refund),
+        kind: Some(EventKind::Refunded),
         message: code
             .as_ref()
             .map(|_| "Stripe reports the refund failed".to_owned()),
         code,
-        amount_cents: refund["amount"].as_u64(),
+        amount: refund["amount"]
+            .as_u64()
+            .filter(|_| !currency.is_empty())
+            .map(|cents| Money::new(cents, currency)),
     })
 }
 

@@ -491,7 +491,7 @@ fn partial_capture_sends_amount_to_capture() {
         format!("{BASE}/v1/payment_intents/pi_auth0001/capture"),
         Reply::json(200, pi),
     );
-    let out = h.run(|| Stripe::capture(testing::follow_up_request("pi_auth0001", 5000, "EUR")));
+    let out = h.run(|| Stripe::capture(testing::capture_request("pi_auth0001", 5000, "EUR")));
     let a = approved(&out);
     assert_eq!(
         (a.transaction_token.as_str(), a.amount_cents),
@@ -507,12 +507,12 @@ fn partial_capture_sends_amount_to_capture() {
         format!("{BASE}/v1/payment_intents/pi_auth0001/capture"),
         Reply::json(200, intent("pi_auth0001", "processing", 12200)),
     );
-    let out = h.run(|| Stripe::capture(testing::follow_up_request("pi_auth0001", 5000, "EUR")));
+    let out = h.run(|| Stripe::capture(testing::capture_request("pi_auth0001", 5000, "EUR")));
     assert_eq!(pending(&out).psp_reference, "pi_auth0001");
 
     // Capturing something that is not a PaymentIntent never reaches Stripe.
     let h = harness();
-    let out = h.run(|| Stripe::capture(testing::follow_up_request("ch_123456789", 5000, "EUR")));
+    let out = h.run(|| Stripe::capture(testing::capture_request("ch_123456789", 5000, "EUR")));
     assert!(matches!(out, Err(Failure::InvalidRequest(_))));
     assert!(h.requests().is_empty());
 }
@@ -756,6 +756,7 @@ fn status_table() {
             Ok(Outcome::Approved(_)) => "approved",
             Ok(Outcome::Pending(_)) => "pending",
             Ok(Outcome::Declined(_)) => "declined",
+            Ok(Outcome::ActionRequired(_)) => "action_required",
             Err(_) => "error",
         }
     };
@@ -823,7 +824,7 @@ fn deliver(h: &Harness, header: &str, body: &[u8]) -> Result<WebhookReply, Failu
 fn webhook_with_a_valid_signature_is_accepted() {
     let body = event(
         "payment_intent.amount_capturable_updated",
-        json!({"id": "pi_pend0001", "object": "payment_intent", "amount_capturable": 12200}),
+        json!({"id": "pi_pend0001", "object": "payment_intent", "amount_capturable": 12200, "currency": "eur"}),
     );
     let t = now();
     let header = format!("t={t},v1={}", sign(WHSEC, t, &body));
@@ -835,11 +836,12 @@ fn webhook_with_a_valid_signature_is_accepted() {
         reply.events,
         vec![PspEvent {
             psp_reference: "pi_pend0001".into(),
+            transaction_token: None,
             status: FinalStatus::Succeeded,
-            operation: Some(Operation::Authorize),
+            kind: Some(EventKind::Authorized),
             code: None,
             message: None,
-            amount_cents: Some(12200),
+            amount: Some(Money::new(12200, "EUR")),
         }]
     );
 }
@@ -941,12 +943,12 @@ fn events_for(kind: &str, object: Value) -> Vec<PspEvent> {
 fn webhook_event_mapping() {
     let ev = &events_for(
         "payment_intent.succeeded",
-        json!({"id": "pi_s0000001", "amount": 900, "amount_received": 800}),
+        json!({"id": "pi_s0000001", "amount": 900, "amount_received": 800, "currency": "usd"}),
     )[0];
     assert_eq!(ev.psp_reference, "pi_s0000001");
     assert_eq!(
-        (ev.status, ev.operation, ev.amount_cents),
-        (FinalStatus::Succeeded, None, Some(800))
+        (ev.status, ev.kind, ev.amount.clone()),
+        (FinalStatus::Succeeded, None, Some(Money::new(800, "USD")))
     );
 
     let ev = &events_for(
@@ -975,24 +977,24 @@ fn webhook_event_mapping() {
     assert!(evs.iter().all(|e| e.psp_reference == "pi_c0000001"));
     assert!(
         evs.iter()
-            .any(|e| e.operation == Some(Operation::Void) && e.status == FinalStatus::Succeeded)
+            .any(|e| e.kind == Some(EventKind::Voided) && e.status == FinalStatus::Succeeded)
     );
     assert!(
         evs.iter()
-            .any(|e| e.operation == Some(Operation::Authorize) && e.status == FinalStatus::Failed)
+            .any(|e| e.kind == Some(EventKind::Authorized) && e.status == FinalStatus::Failed)
     );
 
     let evs = events_for(
         "charge.refunded",
         json!({"id": "ch_1", "object": "charge", "payment_intent": "pi_s0000001",
                "refunds": {"object": "list", "data": [
-                   {"id": "re_done000001", "status": "succeeded", "amount": 300},
+                   {"id": "re_done000001", "status": "succeeded", "amount": 300, "currency": "eur"},
                    {"id": "re_wait000001", "status": "pending", "amount": 200}]}}),
     );
     assert_eq!(evs.len(), 1, "pending refunds are not final: {evs:?}");
     assert_eq!(evs[0].psp_reference, "re_done000001");
-    assert_eq!(evs[0].operation, Some(Operation::Refund));
-    assert_eq!(evs[0].amount_cents, Some(300));
+    assert_eq!(evs[0].kind, Some(EventKind::Refunded));
+    assert_eq!(evs[0].amount, Some(Money::new(300, "EUR")));
 
     for kind in ["refund.updated", "charge.refund.updated"] {
         let evs = events_for(

@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::app::{AppState, BODY_LIMIT};
 use crate::config::GatewayConfig;
 use crate::payments::{FinalOutcome, Front, PaymentResult, RefusalCode, SignError};
+use crate::plugins::types::{RedirectMethod, ShopperAction};
 use crate::signature::{constant_time_eq, hmac_sha256};
 use crate::store::{Action, NewCallback, StoredAnswer, Transaction};
 
@@ -70,6 +71,40 @@ fn object(pairs: &[(String, String)]) -> Value {
     )
 }
 
+/// What the shopper must do, as `metadata` keys of a 202 (the legacy external gateway has
+/// no field for it; the README documents the keys): `action_type` (`redirect` or `sdk`);
+/// for a redirect `redirect_url`, `redirect_method` (`GET`/`POST`) and, for a POST,
+/// `redirect_form_fields` (an object of strings); for an SDK action `sdk_action_kind` and
+/// `sdk_action_data` (the PSP's JSON).
+fn shopper_action_metadata(action: &ShopperAction, m: &mut Map<String, Value>) {
+    match action {
+        ShopperAction::Redirect(r) => {
+            m.insert("action_type".into(), "redirect".into());
+            m.insert("redirect_url".into(), r.url.clone().into());
+            let method = match r.method {
+                RedirectMethod::Get => "GET",
+                RedirectMethod::Post => "POST",
+            };
+            m.insert("redirect_method".into(), method.into());
+            if !r.form_fields.is_empty() {
+                let fields = r
+                    .form_fields
+                    .iter()
+                    .map(|p| (p.key.clone(), Value::String(p.value.clone())))
+                    .collect();
+                m.insert("redirect_form_fields".into(), Value::Object(fields));
+            }
+        }
+        ShopperAction::Sdk(s) => {
+            m.insert("action_type".into(), "sdk".into());
+            m.insert("sdk_action_kind".into(), s.kind.clone().into());
+            let data = serde_json::from_str(&s.data_json)
+                .unwrap_or_else(|_| Value::String(s.data_json.clone()));
+            m.insert("sdk_action_data".into(), data);
+        }
+    }
+}
+
 impl Front for CommerceLayer {
     fn name(&self) -> &'static str {
         "commerce_layer"
@@ -93,12 +128,19 @@ impl Front for CommerceLayer {
                 amount_cents,
                 action_id,
                 metadata,
-            } => answer(
-                StatusCode::ACCEPTED,
-                json!({"success": true, "data": {
-                    "transaction_token": transaction_token, "amount_cents": amount_cents,
-                    "action_id": action_id, "metadata": object(metadata)}}),
-            ),
+                action,
+            } => {
+                let mut metadata = object(metadata);
+                if let (Some(action), Value::Object(m)) = (action, &mut metadata) {
+                    shopper_action_metadata(action, m);
+                }
+                answer(
+                    StatusCode::ACCEPTED,
+                    json!({"success": true, "data": {
+                        "transaction_token": transaction_token, "amount_cents": amount_cents,
+                        "action_id": action_id, "metadata": metadata}}),
+                )
+            }
             PaymentResult::Declined {
                 transaction_token,
                 amount_cents,

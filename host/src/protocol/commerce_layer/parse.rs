@@ -273,6 +273,9 @@ fn normalise_order(doc: &Document, order: &Resource) -> Order {
             unit_amount_cents: li.signed_cents("unit_amount_cents"),
             total_amount_cents: li.signed_cents("total_amount_cents"),
             item_type: li.text("item_type"),
+            tax_amount_cents: li.signed_cents("tax_amount_cents"),
+            // CL writes a line's discount as a negative amount; the contract's is positive.
+            discount_amount_cents: li.signed_cents("discount_cents").saturating_abs(),
         })
         .collect();
     Order {
@@ -332,6 +335,7 @@ pub fn parse(gateway: &str, action: Action, body: &[u8]) -> Result<PaymentReques
         customer_email: order.and_then(|o| o.text("customer_email")),
         order: order.map(|o| normalise_order(&doc, o)),
         options_json: None,
+        shopper: None,
     };
     match action {
         Action::Authorize | Action::Sale => {
@@ -458,7 +462,7 @@ mod tests {
                  "relationships": {
                     "line_items": {"data": [{"type": "line_items", "id": "li-1"}, {"type": "line_items", "id": "li-2"}]},
                     "billing_address": {"data": {"type": "addresses", "id": "ad-1"}}}},
-                {"id": "li-1", "type": "line_items", "attributes": {"sku_code": "TSHIRT", "name": "T-shirt", "quantity": 2, "unit_amount_cents": 6100, "total_amount_cents": 12200, "item_type": "skus"}}
+                {"id": "li-1", "type": "line_items", "attributes": {"sku_code": "TSHIRT", "name": "T-shirt", "quantity": 2, "unit_amount_cents": 6100, "total_amount_cents": 12200, "item_type": "skus", "tax_amount_cents": 2200, "discount_cents": -500}}
             ]
         })
     }
@@ -479,6 +483,9 @@ mod tests {
         assert_eq!(order.customer_email.as_deref(), Some("ann@example.com"));
         assert_eq!(order.line_items.len(), 2);
         assert_eq!(order.line_items[0].sku_code.as_deref(), Some("TSHIRT"));
+        assert_eq!(order.line_items[0].tax_amount_cents, 2200);
+        assert_eq!(order.line_items[0].discount_amount_cents, 500);
+        assert_eq!(order.line_items[1].tax_amount_cents, 0);
         assert_eq!(
             order.billing_address.unwrap().city.as_deref(),
             Some("Milano")

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::app::AppState;
 use crate::config::{GatewayConfig, PgmAccess};
 use crate::payments::{FinalOutcome, Front, PaymentRequest, PaymentResult, RefusalCode};
-use crate::plugins::types::Operation;
+use crate::plugins::types::{Operation, RedirectMethod, ShopperAction};
 use crate::signature::constant_time_eq;
 use crate::store::{Action, NewCallback, Status, StoredAnswer, Transaction};
 
@@ -27,7 +27,7 @@ use crate::store::{Action, NewCallback, Status, StoredAnswer, Transaction};
 pub mod parse;
 mod subscription;
 
-use parse::{amount, currency, parse_json, required_str, sale_request, source_token};
+use parse::{amount, currency, parse_json, required_str, sale_request, shopper, source_token};
 use subscription::*;
 
 /// The PGM front.
@@ -200,12 +200,22 @@ impl Front for Pgm {
             PaymentResult::Pending {
                 transaction_token,
                 metadata,
+                action,
                 ..
             } => {
-                let redirect = metadata
-                    .iter()
-                    .find(|(k, _)| k == "redirectToUrl" || k == "redirect_url")
-                    .map(|(_, v)| v.clone());
+                // PGM takes a URL to send the shopper to: a GET redirect. A POST form or an
+                // SDK action cannot be said in PGM's terms; such a payment stays PENDING.
+                let redirect = match action {
+                    Some(ShopperAction::Redirect(r)) if r.method == RedirectMethod::Get => {
+                        Some(r.url.clone())
+                    }
+                    Some(_) => None,
+                    // 0.1 plugins could only pass a URL by this metadata convention.
+                    None => metadata
+                        .iter()
+                        .find(|(k, _)| k == "redirectToUrl" || k == "redirect_url")
+                        .map(|(_, v)| v.clone()),
+                };
                 let body = match redirect {
                     Some(url) => {
                         json!({"result": "REDIRECT_TO_URL", "paymentId": transaction_token, "redirectToUrl": url})
@@ -354,7 +364,7 @@ async fn pay(
         let currency = currency(&body)?;
         let shop = required_str(&body, "shopTransactionId")?;
         let token = source_token(&body)?;
-        let req = sale_request(
+        let mut req = sale_request(
             &gateway,
             &shop,
             amount,
@@ -363,6 +373,7 @@ async fn pay(
             None,
             body.provider_options().as_ref(),
         );
+        req.shopper = shopper(&body);
         charge(&state, req).await
     };
     run.await
@@ -425,6 +436,7 @@ async fn refund(
             customer_email: None,
             order: None,
             options_json: None,
+            shopper: None,
         };
         let answer = state
             .payments

@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 
 use super::{PgmError, bad_request};
 use crate::payments::PaymentRequest;
+use crate::plugins::types::Shopper;
 use crate::protocol::raw::{Fields, Text};
 use crate::store::Action;
 
@@ -105,6 +106,24 @@ pub fn source_token(body: &Body) -> Result<String, PgmError> {
     .ok_or_else(|| bad_request("`providerData.paymentSourceToken` is required"))
 }
 
+/// Where PGM sends the shopper back after a redirect (`successRedirectUrl`,
+/// `failureRedirectUrl`), when the body says.
+pub fn shopper(body: &Body) -> Option<Shopper> {
+    let url = |name: &str| {
+        body.text_at(&[name])
+            .filter(|u| !u.is_empty())
+            .map(Cow::into_owned)
+    };
+    let (return_url, cancel_url) = (url("successRedirectUrl"), url("failureRedirectUrl"));
+    (return_url.is_some() || cancel_url.is_some()).then_some(Shopper {
+        return_url,
+        cancel_url,
+        ip_address: None,
+        user_agent: None,
+        accept_header: None,
+    })
+}
+
 /// The engine's sale request for a PGM `pay`.
 pub fn sale_request(
     gateway: &str,
@@ -128,6 +147,7 @@ pub fn sale_request(
         customer_email: None,
         order: None,
         options_json: options.map(Value::to_string),
+        shopper: None,
     }
 }
 

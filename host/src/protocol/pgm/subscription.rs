@@ -93,6 +93,7 @@ pub(super) async fn subscription_start(
                 .map(Cow::into_owned),
             order: None,
             options_json: None,
+            shopper: None,
         };
         let answer = state
             .payments

@@ -146,6 +146,16 @@ impl TransactionStore for PostgresStore {
             .fetch_one(&self.pool)
             .await?)
     }
+
+    async fn follow_ups(&self, parent_id: &str, action: Action) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM transactions WHERE parent_id = $1 AND action = $2",
+        )
+        .bind(parent_id)
+        .bind(action.as_str())
+        .fetch_one(&self.pool)
+        .await?)
+    }
 }
 
 async fn get_by_key<'e, E: sqlx::PgExecutor<'e>>(

@@ -124,6 +124,19 @@ impl TransactionStore for SqliteStore {
             .read(move |conn| drawn(conn, &parent_id, action.as_str()))
             .await
     }
+
+    async fn follow_ups(&self, parent_id: &str, action: Action) -> Result<i64, StoreError> {
+        let parent_id = parent_id.to_owned();
+        self.reader
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM transactions WHERE parent_id = ? AND action = ?",
+                    )?
+                    .query_row(params![parent_id, action.as_str()], |row| row.get(0))?)
+            })
+            .await
+    }
 }
 
 /// The transaction `sql` selects by its one parameter, if any.
