@@ -284,7 +284,7 @@ async fn admin_routes_need_the_token_and_show_the_plugin() {
     let sandbox = &view["plugins"][0];
     assert_eq!(sandbox["name"], "sandbox", "{view}");
     assert_eq!(sandbox["loaded"]["plugin_name"], "sandbox");
-    assert_eq!(sandbox["loaded"]["contract"], "0.1.0");
+    assert_eq!(sandbox["loaded"]["contract"], "0.2.0");
     assert_eq!(
         sandbox["loaded"]["content_hash"].as_str().unwrap().len(),
         64
