@@ -147,16 +147,11 @@ fn build_call(operation: &str, r: CallRequest) -> Result<Call, String> {
         Operation::Sale => Call::Sale(authorize(r.payment_source_token.clone())?),
         Operation::Capture => {
             let f = follow_up(r.transaction_token.clone())?;
-            Call::Capture(CaptureRequest {
-                idempotency_key: f.idempotency_key,
-                amount: f.amount,
-                transaction_token: f.transaction_token,
-                psp_reference: f.psp_reference,
-                reference: f.reference,
-                order: None,
-                final_capture: r.final_capture,
-                sequence: r.sequence.unwrap_or(1),
-            })
+            Call::Capture(CaptureRequest::of(
+                f,
+                r.final_capture,
+                r.sequence.unwrap_or(1),
+            ))
         }
         Operation::Void => Call::Void(follow_up(r.transaction_token.clone())?),
         Operation::Refund => Call::Refund(follow_up(r.transaction_token.clone())?),

@@ -6,7 +6,7 @@ use super::*;
 use crate::config::ReconcilerConfig;
 use crate::plugins::types::{
     AuthorizeRequest, CaptureRequest, Failure, FollowUpRequest, Money, Operation, Outcome, Pair,
-    TokenizeRequest,
+    Pending, ShopperAction, TokenizeRequest,
 };
 
 /// A capture's place among its authorization's captures (`capture-request`'s fields).
@@ -66,21 +66,15 @@ pub(super) fn build_call(
         Action::Authorize => Call::Authorize(authorize()),
         Action::Sale => Call::Sale(authorize()),
         Action::Capture => {
-            let f = follow_up();
             let place = place.unwrap_or(CapturePlace {
                 sequence: 0,
                 final_capture: false,
             });
-            Call::Capture(CaptureRequest {
-                idempotency_key: f.idempotency_key,
-                amount: f.amount,
-                transaction_token: f.transaction_token,
-                psp_reference: f.psp_reference,
-                reference: f.reference,
-                order: f.order,
-                final_capture: place.final_capture,
-                sequence: place.sequence,
-            })
+            Call::Capture(CaptureRequest::of(
+                follow_up(),
+                place.final_capture,
+                place.sequence,
+            ))
         }
         Action::Void => Call::Void(follow_up()),
         Action::Refund => Call::Refund(follow_up()),
@@ -276,58 +270,19 @@ fn map_reply(
             )
         }
         Ok(Reply::Outcome(Ok(Outcome::Pending(p)))) => {
-            c.status = Status::Pending;
-            c.next_check_at = pending_check;
-            c.psp_token = Some(p.transaction_token.clone());
-            c.psp_reference = Some(p.psp_reference);
-            if !keep_host_token {
-                c.transaction_token = Some(p.transaction_token.clone());
-            }
-            let action_id = deferred.unwrap_or_else(|| new_id("act"));
-            c.action_id = Some(action_id.clone());
-            let token = if keep_host_token {
-                txn.transaction_token.clone()
-            } else {
-                p.transaction_token
-            };
-            (
-                PaymentResult::Pending {
-                    transaction_token: token,
-                    amount_cents: p.amount_cents,
-                    action_id,
-                    metadata: pairs(p.metadata),
-                    action: None,
-                },
-                c,
-            )
+            pending(txn, c, p, None, keep_host_token, deferred, pending_check)
         }
         // Pending at the PSP until the shopper acts; settled like any pending transaction
         // (a notification, `sync`, or `complete` on the shopper's return).
         Ok(Reply::Outcome(Ok(Outcome::ActionRequired(r)))) => {
-            c.status = Status::Pending;
-            c.next_check_at = pending_check;
-            c.psp_token = Some(r.transaction_token.clone());
-            c.psp_reference = Some(r.psp_reference);
-            if !keep_host_token {
-                c.transaction_token = Some(r.transaction_token.clone());
-            }
-            let action_id = deferred.unwrap_or_else(|| new_id("act"));
-            c.action_id = Some(action_id.clone());
-            let token = if keep_host_token {
-                txn.transaction_token.clone()
-            } else {
-                r.transaction_token
+            let p = Pending {
+                transaction_token: r.transaction_token,
+                amount_cents: r.amount_cents,
+                psp_reference: r.psp_reference,
+                metadata: r.metadata,
             };
-            (
-                PaymentResult::Pending {
-                    transaction_token: token,
-                    amount_cents: r.amount_cents,
-                    action_id,
-                    metadata: pairs(r.metadata),
-                    action: Some(r.action),
-                },
-                c,
-            )
+            let action = Some(r.action);
+            pending(txn, c, p, action, keep_host_token, deferred, pending_check)
         }
         Ok(Reply::Outcome(Ok(Outcome::Declined(d)))) => {
             c.status = Status::Declined;
@@ -401,6 +356,43 @@ fn map_reply(
         ),
         Err(e) => failed(FailureKind::Unavailable, e.to_string(), c),
     }
+}
+
+/// A pending answer (or one waiting for the shopper's `action`) mapped: pending under the
+/// PSP's reference, with an action id for the callback and its first check scheduled.
+fn pending(
+    txn: &Transaction,
+    mut c: Completion,
+    p: Pending,
+    action: Option<ShopperAction>,
+    keep_host_token: bool,
+    deferred: Option<String>,
+    pending_check: Option<i64>,
+) -> (PaymentResult, Completion) {
+    c.status = Status::Pending;
+    c.next_check_at = pending_check;
+    c.psp_token = Some(p.transaction_token.clone());
+    c.psp_reference = Some(p.psp_reference);
+    if !keep_host_token {
+        c.transaction_token = Some(p.transaction_token.clone());
+    }
+    let action_id = deferred.unwrap_or_else(|| new_id("act"));
+    c.action_id = Some(action_id.clone());
+    let token = if keep_host_token {
+        txn.transaction_token.clone()
+    } else {
+        p.transaction_token
+    };
+    (
+        PaymentResult::Pending {
+            transaction_token: token,
+            amount_cents: p.amount_cents,
+            action_id,
+            metadata: pairs(p.metadata),
+            action,
+        },
+        c,
+    )
 }
 
 pub(super) fn log_result(txn: &Transaction, result: &PaymentResult) {

@@ -27,6 +27,22 @@ pub const CONTRACT_VERSION: &str = "0.2.0";
 /// The latest contract's exported interface, under which every operation is found.
 pub const ADAPTER_EXPORT: &str = "psp:plugin/adapter@0.2.0";
 
+impl types::CaptureRequest {
+    /// A capture of what `f` names, at its place among the authorization's captures.
+    pub fn of(f: types::FollowUpRequest, final_capture: bool, sequence: u32) -> Self {
+        types::CaptureRequest {
+            idempotency_key: f.idempotency_key,
+            amount: f.amount,
+            transaction_token: f.transaction_token,
+            psp_reference: f.psp_reference,
+            reference: f.reference,
+            order: f.order,
+            final_capture,
+            sequence,
+        }
+    }
+}
+
 /// The contract versions the host loads plugins of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContractVersion {

@@ -102,9 +102,12 @@ pub(crate) async fn invoke(
 /// One contract's record as the other's, through their shared field names: 0.1's records
 /// are 0.2's without the fields 0.2 added, which serde drops.
 fn recast<A: Serialize, B: DeserializeOwned>(value: &A) -> wasmtime::Result<B> {
-    serde_json::to_value(value)
-        .and_then(serde_json::from_value)
-        .map_err(|e| wasmtime::format_err!("contract 0.1 conversion: {e}"))
+    up(value).map_err(|e| wasmtime::format_err!("contract 0.1 conversion: {e}"))
+}
+
+/// `recast` for stored calls, whose errors are serde's.
+fn up<A: Serialize, B: DeserializeOwned>(value: &A) -> Result<B, serde_json::Error> {
+    serde_json::to_value(value).and_then(serde_json::from_value)
 }
 
 fn pairs_up(pairs: Vec<types::Pair>) -> Vec<latest::Pair> {
@@ -209,9 +212,6 @@ pub(crate) enum StoredCall {
 
 impl StoredCall {
     pub(crate) fn upgrade(self) -> Result<Call, serde_json::Error> {
-        fn up<A: Serialize, B: DeserializeOwned>(a: &A) -> Result<B, serde_json::Error> {
-            serde_json::to_value(a).and_then(serde_json::from_value)
-        }
         // Fields 0.2 added to shared records: line items' tax and discount (0: not sent).
         fn authorize(
             r: types::AuthorizeRequest,
@@ -247,17 +247,7 @@ impl StoredCall {
             StoredCall::Authorize(r) => Call::Authorize(authorize(r)?),
             StoredCall::Sale(r) => Call::Sale(authorize(r)?),
             StoredCall::Capture(r) => {
-                let r = follow_up(r)?;
-                Call::Capture(latest::CaptureRequest {
-                    idempotency_key: r.idempotency_key,
-                    amount: r.amount,
-                    transaction_token: r.transaction_token,
-                    psp_reference: r.psp_reference,
-                    reference: r.reference,
-                    order: r.order,
-                    final_capture: false,
-                    sequence: 0,
-                })
+                Call::Capture(latest::CaptureRequest::of(follow_up(r)?, false, 0))
             }
             StoredCall::Void(r) => Call::Void(follow_up(r)?),
             StoredCall::Refund(r) => Call::Refund(follow_up(r)?),
