@@ -381,7 +381,7 @@ pub mod plugin_json {
 pub mod stripe {
     use psp_plugin_sdk::crypto::{hex_encode, hmac_sha256};
     use psp_plugin_sdk::testing::Harness;
-    use psp_plugin_sdk::types::{EventKind, Failure, Operation, Outcome};
+    use psp_plugin_sdk::types::{EventKind, Failure, Operation, Outcome, ShopperAction};
     use psp_plugin_stripe::{
         SIGNATURE_TOLERANCE_SECS, events_of, intent_outcome, refund_outcome, verify_signature,
     };
@@ -405,6 +405,13 @@ pub mod stripe {
                         outcome(&o);
                         if op == Operation::Void {
                             assert!(!matches!(o, Outcome::Pending(_)));
+                        }
+                        if let Outcome::ActionRequired(r) = &o {
+                            // Only a payment waits for the shopper, and what it shows is
+                            // usable: a URL, or the PaymentIntent's JSON for Stripe.js.
+                            assert!(matches!(op, Operation::Authorize | Operation::Sale));
+                            assert_eq!(object["status"], "requires_action");
+                            shopper_action(&r.action, &r.transaction_token);
                         }
                     }
                 }
@@ -448,6 +455,17 @@ pub mod stripe {
             assert!(!e.psp_reference.is_empty());
             if e.kind == Some(EventKind::Refunded) {
                 assert!(e.psp_reference.starts_with("re_"));
+            }
+        }
+    }
+
+    fn shopper_action(action: &ShopperAction, intent: &str) {
+        match action {
+            ShopperAction::Redirect(r) => assert!(!r.url.is_empty()),
+            ShopperAction::Sdk(sdk) => {
+                let data: Value = serde_json::from_str(&sdk.data_json).expect("SDK data is JSON");
+                assert_eq!(data["payment_intent"], intent);
+                assert!(data["next_action"].is_object());
             }
         }
     }

@@ -140,13 +140,23 @@ impl LocalStripe {
         let pi = self
             .get(&format!("/v1/payment_intents/{payment_intent}"))
             .await;
+        let secret = pi["client_secret"].as_str().expect("client secret");
+        self.authenticate_with(payment_intent, secret, success)
+            .await
+    }
+
+    /// As the shopper's browser does it with Stripe.js: `_authenticate` with the client
+    /// secret it was handed.
+    pub async fn authenticate_with(
+        &self,
+        payment_intent: &str,
+        client_secret: &str,
+        success: bool,
+    ) -> u16 {
         let mut form = Form::new();
-        form.push(
-            "client_secret",
-            pi["client_secret"].as_str().expect("client secret"),
-        )
-        .push("success", success.to_string())
-        .push("key", "pk_test_e2e");
+        form.push("client_secret", client_secret)
+            .push("success", success.to_string())
+            .push("key", "pk_test_e2e");
         self.post_keyless(
             &format!("/v1/payment_intents/{payment_intent}/_authenticate"),
             &form,

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use psp_gateway_e2e::cl::{Action, ClSimulator, ExternalPayment, Order, authorize_body};
+use psp_gateway_e2e::cl::{
+    Action, Authorization, ClSimulator, ExternalPayment, Order, authorize_body,
+};
 use psp_gateway_e2e::localstripe::{
     CARD_3DS, CARD_3DS_DECLINED, CARD_DECLINED, CARD_OK, LocalStripe,
 };
@@ -38,13 +40,22 @@ const WEBHOOK_SECRET: &str = "whsec_e2e_9d1f3b5a7c2e4f6a";
 
 /// A gateway `stripe` pointing at `api_base` (localstripe, or any URL).
 fn start_gateway(api_base: &str, webhook_url: Option<&str>) -> (Workspace, Gateway) {
+    start_gateway_with(api_base, webhook_url, "")
+}
+
+/// As [`start_gateway`], with `top` (top-level config tables) in front.
+fn start_gateway_with(
+    api_base: &str,
+    webhook_url: Option<&str>,
+    top: &str,
+) -> (Workspace, Gateway) {
     let ws = Workspace::new();
     ws.install("stripe", "stripe");
     let callback = webhook_url
         .map(|u| format!("webhook_endpoint_url = \"{u}\"\n"))
         .unwrap_or_default();
     let config = ws.write_config(&format!(
-        "[plugins]\ndir = \"plugins\"\n\n\
+        "{top}[plugins]\ndir = \"plugins\"\n\n\
          [[gateways]]\nid = \"stripe\"\nplugin = \"stripe\"\n\
          shared_secret = \"${{CL_SHARED_SECRET}}\"\n{callback}\
          allowed_hosts = [\"{api_base}\"]\n\
@@ -344,12 +355,15 @@ async fn declined_card_answers_422_with_stripes_code() {
 // ---------------------------------------------------------------------------------------
 
 /// Authorizes with a 3-D Secure card: Stripe leaves the PaymentIntent in `requires_action`,
-/// the gateway answers 202 with an action id. Returns (PaymentIntent id, action id).
+/// the gateway answers 202 with an action id and, in metadata, what Stripe.js needs to let
+/// the shopper authenticate (localstripe gives no `redirect_to_url`, only `use_stripe_sdk`).
+/// Returns the PaymentIntent id, the action id, the client secret taken from the metadata,
+/// and the pending authorization.
 async fn pending_authorize(
     stripe: &LocalStripe,
     sim: &ClSimulator,
     card: &str,
-) -> (String, String) {
+) -> (String, String, String, Authorization) {
     let pm = stripe.card(card).await;
     let (resp, auth) = sim.authorize(&Order::sample(), &pm).await;
     assert_eq!(resp.status, 202, "{resp}");
@@ -359,7 +373,17 @@ async fn pending_authorize(
     let pi_id = resp.transaction_token().expect("token").to_owned();
     let pi = stripe.get(&format!("/v1/payment_intents/{pi_id}")).await;
     assert_eq!(pi["status"], "requires_action", "{pi}");
-    (pi_id, action_id)
+
+    let meta = &resp.body["data"]["metadata"];
+    assert_eq!(meta["action_type"], "sdk", "{resp}");
+    assert_eq!(meta["sdk_action_kind"], "use_stripe_sdk", "{resp}");
+    // Stripe's JSON, as JSON.
+    let data = &meta["sdk_action_data"];
+    assert_eq!(data["payment_intent"], pi_id.as_str(), "{data}");
+    assert_eq!(data["client_secret"], pi["client_secret"], "{data}");
+    assert_eq!(data["next_action"], pi["next_action"], "{data}");
+    let secret = data["client_secret"].as_str().unwrap().to_owned();
+    (pi_id, action_id, secret, auth)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -372,7 +396,7 @@ async fn localstripe_payment_failed_webhook_settles_a_pending_authorization() {
         .await;
     let sim = simulator(&gw);
 
-    let (pi_id, action_id) = pending_authorize(&stripe, &sim, CARD_3DS_DECLINED).await;
+    let (pi_id, action_id, ..) = pending_authorize(&stripe, &sim, CARD_3DS_DECLINED).await;
     // 3-D Secure passes, then the issuer declines: localstripe answers the browser 402 and
     // sends a signed `payment_intent.payment_failed` to the gateway.
     assert_eq!(stripe.authenticate(&pi_id, true).await, 402);
@@ -413,7 +437,7 @@ async fn localstripe_succeeded_webhook_settles_a_pending_authorization() {
         .await;
     let sim = simulator(&gw);
 
-    let (pi_id, action_id) = pending_authorize(&stripe, &sim, CARD_3DS).await;
+    let (pi_id, action_id, ..) = pending_authorize(&stripe, &sim, CARD_3DS).await;
     assert_eq!(stripe.authenticate(&pi_id, true).await, 200);
     let pi = stripe.get(&format!("/v1/payment_intents/{pi_id}")).await;
     assert_eq!(pi["status"], "requires_capture", "{pi}");
@@ -440,4 +464,57 @@ async fn localstripe_succeeded_webhook_settles_a_pending_authorization() {
     assert_eq!(callback.json["success"], true, "{}", callback.json);
     assert_eq!(sim.apply_callback(&callback.json), Some(true));
     assert_no_leaks(&gw, &[]);
+}
+
+/// 3-D Secure with card 4000000000003220 and no webhook at all: the browser authenticates
+/// with what the 202's metadata carried; the reconciler's `sync` reads the PaymentIntent and
+/// the signed callback follows. Then a capture (its own token) and a refund of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_d_secure_authenticated_by_the_shopper_is_called_back_then_captured() {
+    let stripe = LocalStripe::start(SECRET_KEY).await;
+    let receiver = Receiver::start(SHARED_SECRET).await;
+    let (_ws, gw) = start_gateway_with(
+        &stripe.base(),
+        Some(&receiver.url()),
+        "[reconciler]\nafter_ms = 300\ninterval_ms = 200\nfirst_retry_ms = 300\n\
+         max_retry_ms = 1000\n\n",
+    );
+    let sim = simulator(&gw);
+
+    // Stripe's "3-D Secure 2 required" test card.
+    let (pi_id, action_id, secret, auth) =
+        pending_authorize(&stripe, &sim, "4000000000003220").await;
+    assert_eq!(
+        stripe.authenticate_with(&pi_id, &secret, true).await,
+        200,
+        "localstripe took the client secret the gateway handed out"
+    );
+    let callback = receiver
+        .wait_for(
+            |c| c.json["data"]["action_id"] == action_id.as_str(),
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap_or_else(|| panic!("no callback; gateway logs:\n{}", gw.dump_logs()));
+    assert!(callback.signature_valid, "{:?}", callback);
+    assert_eq!(callback.json["success"], true, "{}", callback.json);
+    assert_eq!(sim.apply_callback(&callback.json), Some(true));
+
+    // Capture part of it: the capture answers its own token on the PaymentIntent.
+    let (resp, capture) = sim.capture(&auth, 4000).await;
+    assert_eq!(resp.status, 200, "{resp}");
+    let capture = capture.expect("capture");
+    assert_eq!(capture.token, format!("{pi_id}.capture.1"), "{resp}");
+    let pi = stripe.get(&format!("/v1/payment_intents/{pi_id}")).await;
+    assert_eq!(pi["status"], "succeeded", "{pi}");
+    assert_eq!(pi["latest_charge"]["captured"], true, "{pi}");
+
+    // A refund of that capture reaches Stripe against the PaymentIntent.
+    let (resp, _) = sim.refund(&capture, 1500).await;
+    assert_eq!(resp.status, 200, "{resp}");
+    let re_id = resp.transaction_token().expect("refund token").to_owned();
+    let re = stripe.get(&format!("/v1/refunds/{re_id}")).await;
+    assert_eq!(re["amount"], 1500, "{re}");
+    assert_eq!(re["payment_intent"], pi_id.as_str(), "{re}");
+    assert_no_leaks(&gw, &[&secret]);
 }

@@ -129,10 +129,14 @@ fn info_describes_the_plugin() {
     assert_eq!(info.contract, CONTRACT_VERSION);
     assert_eq!(info.operations, Operation::ALL.to_vec());
     let names: Vec<_> = info.settings.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["secret_key", "api_base", "webhook_secret"]);
+    assert_eq!(
+        names,
+        ["secret_key", "api_base", "multicapture", "webhook_secret"]
+    );
     let spec = |n: &str| info.settings.iter().find(|s| s.name == n).unwrap();
     assert!(spec("secret_key").required && spec("secret_key").secret);
     assert!(!spec("api_base").required && !spec("api_base").secret);
+    assert!(!spec("multicapture").required && !spec("multicapture").secret);
     assert!(spec("webhook_secret").required && spec("webhook_secret").secret);
     assert!(info.settings.iter().all(|s| !s.description.is_empty()));
 }
@@ -279,8 +283,8 @@ fn sale_captures_automatically() {
 }
 
 #[test]
-fn processing_and_requires_action_are_pending() {
-    for status in ["processing", "requires_action", "requires_confirmation"] {
+fn processing_and_requires_confirmation_are_pending() {
+    for status in ["processing", "requires_confirmation"] {
         for sale in [false, true] {
             let h = harness().on(
                 Method::Post,
@@ -495,11 +499,14 @@ fn partial_capture_sends_amount_to_capture() {
     let a = approved(&out);
     assert_eq!(
         (a.transaction_token.as_str(), a.amount_cents),
-        ("pi_auth0001", 5000)
+        ("pi_auth0001.capture.1", 5000)
     );
+    assert_eq!(a.psp_reference, "pi_auth0001");
     let sent = h.last_request().unwrap();
     assert_eq!(sent.header_value("idempotency-key"), Some("idem-test-2"));
     assert_eq!(field(&form_of(&sent), "amount_to_capture"), Some("5000"));
+    // Without multicapture, Stripe is not told about later captures.
+    assert_eq!(field(&form_of(&sent), "final_capture"), None);
 
     // A capture still processing is pending on the PaymentIntent.
     let h = harness().on(
@@ -509,6 +516,7 @@ fn partial_capture_sends_amount_to_capture() {
     );
     let out = h.run(|| Stripe::capture(testing::capture_request("pi_auth0001", 5000, "EUR")));
     assert_eq!(pending(&out).psp_reference, "pi_auth0001");
+    assert_eq!(pending(&out).transaction_token, "pi_auth0001.capture.1");
 
     // Capturing something that is not a PaymentIntent never reaches Stripe.
     let h = harness();
@@ -1038,4 +1046,250 @@ fn redaction_keeps_ids_out_of_logs() {
         "/v1/payment_intents/{id}/capture"
     );
     assert_eq!(endpoint_name("/v1/customers?email=a"), "/v1/customers");
+}
+
+// ---------------------------------------------------------------------------------------
+// 3-D Secure, complete, and captures' own tokens
+// ---------------------------------------------------------------------------------------
+
+fn action_required(outcome: &Result<Outcome, Failure>) -> &ActionRequired {
+    match outcome {
+        Ok(Outcome::ActionRequired(r)) => r,
+        other => panic!("expected action required, got {other:?}"),
+    }
+}
+
+#[test]
+fn requires_action_is_a_redirect_when_stripe_gives_a_url() {
+    let mut pi = intent("pi_3ds00001", "requires_action", 12200);
+    pi["next_action"] = json!({"type": "redirect_to_url",
+        "redirect_to_url": {"url": "https://hooks.stripe.com/3d_secure_2/hosted?x=1",
+                            "return_url": "https://shop.example/back"}});
+    let h = harness().on(
+        Method::Post,
+        format!("{BASE}/v1/payment_intents"),
+        Reply::json(200, pi),
+    );
+    let mut req = authorize_req("pm_3ds2Required99");
+    req.shopper = Some(Shopper {
+        return_url: Some("https://shop.example/back".into()),
+        cancel_url: None,
+        ip_address: None,
+        user_agent: None,
+        accept_header: None,
+    });
+    let out = h.run(|| Stripe::authorize(req));
+    let r = action_required(&out);
+    assert_eq!(
+        (
+            r.transaction_token.as_str(),
+            r.psp_reference.as_str(),
+            r.amount_cents
+        ),
+        ("pi_3ds00001", "pi_3ds00001", 12200)
+    );
+    match &r.action {
+        ShopperAction::Redirect(redirect) => {
+            assert_eq!(
+                redirect.url,
+                "https://hooks.stripe.com/3d_secure_2/hosted?x=1"
+            );
+            assert_eq!(redirect.method, RedirectMethod::Get);
+        }
+        other => panic!("expected a redirect, got {other:?}"),
+    }
+    // The shopper's return URL went to Stripe, so Stripe can send the shopper back.
+    let sent = form_of(&h.last_request().unwrap());
+    assert_eq!(
+        field(&sent, "return_url"),
+        Some("https://shop.example/back")
+    );
+}
+
+#[test]
+fn requires_action_without_a_url_is_data_for_stripe_js() {
+    for sale in [false, true] {
+        let mut pi = intent("pi_3ds00002", "requires_action", 12200);
+        pi["client_secret"] = json!("pi_3ds00002_secret_abc");
+        pi["next_action"] = json!({"type": "use_stripe_sdk",
+            "use_stripe_sdk": {"type": "three_d_secure_redirect", "stripe_js": ""}});
+        let h = harness().on(
+            Method::Post,
+            format!("{BASE}/v1/payment_intents"),
+            Reply::json(200, pi),
+        );
+        let out = h.run(|| {
+            let req = authorize_req("pm_3ds2Required99");
+            if sale {
+                Stripe::sale(req)
+            } else {
+                Stripe::authorize(req)
+            }
+        });
+        let r = action_required(&out);
+        let ShopperAction::Sdk(sdk) = &r.action else {
+            panic!("expected SDK data, got {:?}", r.action);
+        };
+        assert_eq!(sdk.kind, "use_stripe_sdk");
+        let data: Value = serde_json::from_str(&sdk.data_json).unwrap();
+        assert_eq!(data["client_secret"], "pi_3ds00002_secret_abc");
+        assert_eq!(data["payment_intent"], "pi_3ds00002");
+        assert_eq!(
+            data["next_action"]["use_stripe_sdk"]["type"],
+            "three_d_secure_redirect"
+        );
+        // No shopper context, no return URL sent.
+        assert_eq!(
+            field(&form_of(&h.last_request().unwrap()), "return_url"),
+            None
+        );
+        // The client secret never reaches a log line.
+        assert_no_secrets_logged(&h, &["pi_3ds00002_secret_abc"]);
+    }
+    // A requires_action without any next_action is pending: nothing to show the shopper.
+    let h = harness().on(
+        Method::Post,
+        format!("{BASE}/v1/payment_intents"),
+        Reply::json(200, intent("pi_3ds00003", "requires_action", 12200)),
+    );
+    let out = h.run(|| Stripe::authorize(authorize_req("pm_3ds2Required99")));
+    assert_eq!(pending(&out).transaction_token, "pi_3ds00003");
+}
+
+#[test]
+fn complete_re_reads_the_payment_intent() {
+    let cases = [
+        ("requires_capture", "approved"),
+        ("requires_payment_method", "declined"),
+        ("requires_action", "action"),
+    ];
+    for (status, expected) in cases {
+        let mut pi = intent("pi_3ds00001", status, 12200);
+        pi["amount_capturable"] = json!(12200);
+        pi["next_action"] = json!({"type": "use_stripe_sdk", "use_stripe_sdk": {}});
+        let h = harness().on(
+            Method::Get,
+            format!("{BASE}/v1/payment_intents/pi_3ds00001"),
+            Reply::json(200, pi),
+        );
+        let req = testing::complete_request(
+            "pi_3ds00001",
+            "pi_3ds00001",
+            12200,
+            "EUR",
+            &[
+                ("payment_intent", "pi_3ds00001"),
+                ("redirect_status", "succeeded"),
+            ],
+        );
+        let out = h.run(|| Stripe::complete(req));
+        match expected {
+            "approved" => assert_eq!(approved(&out).amount_cents, 12200),
+            "declined" => assert_eq!(
+                declined(&out).transaction_token.as_deref(),
+                Some("pi_3ds00001")
+            ),
+            _ => assert_eq!(action_required(&out).transaction_token, "pi_3ds00001"),
+        }
+        assert_eq!(h.requests().len(), 1, "{status}: one read, no write");
+    }
+    // A return naming another PaymentIntent is refused without a call.
+    let h = harness();
+    let req = testing::complete_request(
+        "pi_3ds00001",
+        "pi_3ds00001",
+        12200,
+        "EUR",
+        &[("payment_intent", "pi_someoneelse")],
+    );
+    let out = h.run(|| Stripe::complete(req));
+    assert!(matches!(out, Err(Failure::InvalidRequest(_))), "{out:?}");
+    assert!(h.requests().is_empty());
+}
+
+#[test]
+fn every_capture_has_its_own_token_and_refunds_reach_the_payment_intent() {
+    let mut tokens = Vec::new();
+    for sequence in 1..=3 {
+        let mut pi = intent("pi_multi0001", "requires_capture", 12200);
+        pi["amount_received"] = json!(1000 * sequence);
+        let h = harness().setting(MULTICAPTURE, "true").on(
+            Method::Post,
+            format!("{BASE}/v1/payment_intents/pi_multi0001/capture"),
+            Reply::json(
+                200,
+                if sequence == 3 {
+                    json!({"id": "pi_multi0001", "status": "succeeded", "amount": 12200,
+                       "amount_received": 6000})
+                } else {
+                    pi
+                },
+            ),
+        );
+        let mut req = testing::capture_request("pi_multi0001", 1000 * sequence as u64, "EUR");
+        req.psp_reference = Some("pi_multi0001".into());
+        req.sequence = sequence as u32;
+        req.final_capture = sequence == 3;
+        let out = h.run(|| Stripe::capture(req));
+        let sent = form_of(&h.last_request().unwrap());
+        let final_flag = field(&sent, "final_capture").map(str::to_owned);
+        assert_eq!(
+            final_flag.as_deref(),
+            if sequence == 3 { None } else { Some("false") }
+        );
+        let token = match &out {
+            Ok(Outcome::Approved(a)) => a.transaction_token.clone(),
+            Ok(Outcome::Pending(p)) => p.transaction_token.clone(),
+            other => panic!("{other:?}"),
+        };
+        tokens.push(token);
+    }
+    assert_eq!(
+        tokens,
+        [
+            "pi_multi0001.capture.1",
+            "pi_multi0001.capture.2",
+            "pi_multi0001.capture.3"
+        ]
+    );
+    // A refund of the second capture is a Refund on its PaymentIntent.
+    let h = harness().on(
+        Method::Post,
+        format!("{BASE}/v1/refunds"),
+        Reply::json(
+            200,
+            json!({"id": "re_multi0002", "status": "succeeded", "amount": 2000}),
+        ),
+    );
+    let out = h.run(|| Stripe::refund(testing::follow_up_request(&tokens[1], 2000, "EUR")));
+    assert_eq!(approved(&out).transaction_token, "re_multi0002");
+    let sent = form_of(&h.last_request().unwrap());
+    assert_eq!(field(&sent, "payment_intent"), Some("pi_multi0001"));
+    // With multicapture on, an authorization asks Stripe for it.
+    let h = harness().setting(MULTICAPTURE, "true").on(
+        Method::Post,
+        format!("{BASE}/v1/payment_intents"),
+        Reply::json(200, intent("pi_multi0001", "requires_capture", 12200)),
+    );
+    h.run(|| Stripe::authorize(authorize_req("pm_card_visa1234")))
+        .unwrap();
+    let sent = form_of(&h.last_request().unwrap());
+    assert_eq!(
+        field(&sent, "payment_method_options[card][request_multicapture]"),
+        Some("if_available")
+    );
+    // A capture's sync keeps the capture's token.
+    let h = harness().on(
+        Method::Get,
+        format!("{BASE}/v1/payment_intents/pi_multi0001"),
+        Reply::json(
+            200,
+            json!({"id": "pi_multi0001", "status": "succeeded", "amount": 12200,
+                                "amount_received": 3000}),
+        ),
+    );
+    let mut req = testing::sync_request(Operation::Capture, &tokens[1], 2000, "EUR");
+    req.psp_reference = Some("pi_multi0001".into());
+    let out = h.run(|| Stripe::sync(req));
+    assert_eq!(approved(&out).transaction_token, "pi_multi0001.capture.2");
 }
