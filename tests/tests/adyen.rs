@@ -28,6 +28,8 @@ use serde_json::{Value, json};
 
 const SHARED_SECRET: &str = "5e1f0c9a7b3d2e4f6a8c0b1d3e5f7a9c";
 const API_KEY: &str = "AQEyhmfxK4_adyen_e2e_api_key_7c1d";
+/// The gateway's admin token (the diagnostics route calls `complete`).
+const ADMIN: &str = "adyen-e2e-admin-token-3f9a";
 const HMAC_KEY: &str = "44782DEF547AAA06C910C43932B1EB0C71FC68D9D0C057550C48EC2ACF6BA056";
 const OTHER_HMAC_KEY: &str = "00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF";
 const MERCHANT_ACCOUNT: &str = "AcmeECOM";
@@ -256,6 +258,9 @@ fn start_gateway(checkout_base: &str, callbacks: Option<&str>) -> (Workspace, Ga
     let config = ws.write_config(&format!(
         r#"[plugins]
 dir = "plugins"
+
+[admin]
+token = "{ADMIN}"
 
 [[gateways]]
 id = "adyen"
@@ -627,5 +632,52 @@ async fn notifications_signed_by_the_adyen_package_are_verified() {
     // Not a notification at all.
     assert_eq!(notify(&gw, b"[accepted]".to_vec()).await.0, 400);
 
+    assert_no_secret_in_logs(&gw);
+}
+
+/// After a redirect, `complete` (called here through the admin diagnostics route, as the
+/// host's shopper-return handling would) sends `/payments/details` with the
+/// `redirectResult`, which Prism validates against Adyen's spec; Adyen's example answer
+/// (Authorised) becomes the approval under Adyen's pspReference.
+#[tokio::test(flavor = "multi_thread")]
+async fn complete_calls_payments_details_on_adyens_openapi() {
+    let prism = Prism::start();
+    let proxy = Proxy::start(&prism).await;
+    let (_ws, gw) = start_gateway(&proxy.base(), None);
+    let resp = reqwest::Client::new()
+        .post(gw.url("/admin/gateways/adyen/call/complete"))
+        .bearer_auth(ADMIN)
+        .json(&json!({
+            "idempotency_key": "complete-e2e-1",
+            "amount_cents": 2500,
+            "transaction_token": "12345-ref-1",
+            "psp_reference": "12345-ref-1",
+            "sync_operation": "authorize",
+            "return_parameters": {"redirectResult": "X6XtfGC3!Y2hlY2tvdXQ", "utm": "x"},
+        }))
+        .send()
+        .await
+        .expect("diagnostics call");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["result"], "approved", "{body}");
+    assert_eq!(body["transaction_token"], "V4HZ4RBFJGXXGN82", "{body}");
+    assert_eq!(body["amount_cents"], 2500, "{body}");
+
+    let sent = proxy.last();
+    assert_eq!(sent.path, "/payments/details");
+    assert_eq!(sent.status, 200, "{sent:?}");
+    assert_eq!(
+        sent.request,
+        json!({"details": {"redirectResult": "X6XtfGC3!Y2hlY2tvdXQ"}})
+    );
+    assert_eq!(sent.api_key.as_deref(), Some(API_KEY));
+    assert!(sent.idempotency_key.is_some(), "{sent:?}");
+    let violations = prism.violations();
+    assert!(
+        violations.is_empty(),
+        "Prism reports violations:\n{}",
+        violations.join("\n")
+    );
     assert_no_secret_in_logs(&gw);
 }

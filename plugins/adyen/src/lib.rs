@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 mod action;
 mod notification;
 
+pub use action::details_body;
 /// Reachable natively for the `adyen` fuzz target (fuzz/), which feeds notifications to them.
 pub use notification::{event as notification_events, handle as handle_notifications};
 pub use notification::{signing_string, verify_item};
@@ -139,6 +140,24 @@ impl Plugin for Adyen {
 
     fn tokenize(req: TokenizeRequest) -> Result<Tokenized, Failure> {
         tokenize(&req)
+    }
+
+    /// `/payments/details` with what the shopper's return (or the Drop-in) produced.
+    fn complete(req: CompleteRequest) -> Result<Outcome, Failure> {
+        let config = Config::load()?;
+        let body = details_body(&req)?;
+        let resp = config.post("/payments/details", &req.idempotency_key, &body)?;
+        let answer: Value = resp.json()?;
+        let merchant_ref = answer["merchantReference"]
+            .as_str()
+            .unwrap_or(&req.transaction_token)
+            .to_owned();
+        let outcome = payment_outcome(&answer, req.amount.amount_cents, &merchant_ref)?;
+        log::info(&format!(
+            "adyen complete: {}",
+            answer["resultCode"].as_str().unwrap_or("no resultCode")
+        ));
+        Ok(outcome)
     }
 
     fn sync(_req: SyncRequest) -> Result<Outcome, Failure> {
@@ -334,10 +353,14 @@ fn shopper_reference(customer_token: Option<&str>, email: Option<&str>) -> Optio
         })
 }
 
-fn return_url(options: &Map<String, Value>) -> Result<String, Failure> {
-    match options.get("returnUrl").and_then(Value::as_str) {
-        Some(url) if !url.is_empty() => Ok(url.to_owned()),
-        _ => settings::require(RETURN_URL),
+/// The payment's own `options.returnUrl`, else the shopper's way back the host gives (its
+/// return route, or the platform's URL), else the gateway's setting.
+fn return_url(options: &Map<String, Value>, shopper: Option<&Shopper>) -> Result<String, Failure> {
+    let given = options.get("returnUrl").and_then(Value::as_str);
+    let shopper = shopper.and_then(|s| s.return_url.as_deref());
+    match given.into_iter().chain(shopper).find(|u| !u.is_empty()) {
+        Some(url) => Ok(url.to_owned()),
+        None => settings::require(RETURN_URL),
     }
 }
 
@@ -356,7 +379,10 @@ pub fn payment_body(
         json!(merchant_reference(req.order.as_ref(), &req.reference)),
     );
     body.insert("merchantAccount".into(), json!(merchant_account));
-    body.insert("returnUrl".into(), json!(return_url(&options)?));
+    body.insert(
+        "returnUrl".into(),
+        json!(return_url(&options, req.shopper.as_ref())?),
+    );
 
     let given = match options.get("paymentMethod") {
         Some(Value::Object(pm)) => Some(pm.clone()),

@@ -916,3 +916,106 @@ fn an_item_signed_over_a_float_amount_verifies_after_a_json_round_trip() {
     let reply = webhook(batch(vec![sign_item(i, HMAC_HEX)])).unwrap();
     assert_eq!(reply.events.len(), 1);
 }
+
+#[test]
+fn complete_sends_the_returns_details_to_payments_details() {
+    let h = harness().on(
+        Method::Post,
+        format!("{BASE}/payments/details"),
+        Reply::json(200, authorised()),
+    );
+    let req = testing::complete_request(
+        "12345-ref-test-1",
+        "12345-ref-test-1",
+        2500,
+        "EUR",
+        &[("redirectResult", "X6XtfGC3!Y..."), ("utm_source", "mail")],
+    );
+    let out = h.run(|| Adyen::complete(req));
+    match out {
+        Ok(Outcome::Approved(a)) => assert_eq!(
+            (a.transaction_token.as_str(), a.amount_cents),
+            ("993617895204576J", 2500)
+        ),
+        other => panic!("expected approved, got {other:?}"),
+    }
+    let sent = h.last_request().unwrap();
+    assert_eq!(
+        body(&sent),
+        json!({"details": {"redirectResult": "X6XtfGC3!Y..."}}),
+        "only Adyen's own detail keys are sent"
+    );
+    assert_eq!(sent.header_value("idempotency-key"), Some("idem-test-1"));
+
+    // The Drop-in's state.data passes as it is; a refusal is a decline.
+    let h = harness().on(
+        Method::Post,
+        format!("{BASE}/payments/details"),
+        Reply::json(
+            200,
+            json!({"pspReference": "PSP9", "resultCode": "Refused",
+                   "refusalReason": "3D Not Authenticated", "refusalReasonCode": "11"}),
+        ),
+    );
+    let mut req = testing::complete_request("PSP9", "PSP9", 2500, "EUR", &[]);
+    req.details_json = Some(
+        json!({"details": {"threeDSResult": "eyJ0cmFuc1N0YXR1cyI6IlkifQ=="},
+               "paymentData": "Ab02b4c0!BQABAg"})
+        .to_string(),
+    );
+    let out = h.run(|| Adyen::complete(req));
+    match out {
+        Ok(Outcome::Declined(d)) => assert_eq!(d.code, "11"),
+        other => panic!("expected declined, got {other:?}"),
+    }
+    assert_eq!(
+        body(&h.last_request().unwrap()),
+        json!({"details": {"threeDSResult": "eyJ0cmFuc1N0YXR1cyI6IlkifQ=="},
+               "paymentData": "Ab02b4c0!BQABAg"})
+    );
+
+    // Nothing Adyen could use: refused before any call.
+    for (params, details) in [
+        (vec![("utm_source", "mail")], None),
+        (vec![], Some("not json")),
+        (vec![], Some(r#"{"paymentData": "x"}"#)),
+    ] {
+        let h = harness();
+        let mut req = testing::complete_request("PSP9", "PSP9", 2500, "EUR", &params);
+        req.details_json = details.map(str::to_owned);
+        let out = h.run(|| Adyen::complete(req));
+        assert!(matches!(out, Err(Failure::InvalidRequest(_))), "{out:?}");
+        assert!(h.requests().is_empty());
+    }
+}
+
+#[test]
+fn the_shoppers_return_url_comes_before_the_setting() {
+    let shopper = Shopper {
+        return_url: Some("https://pay.example.com/psp/adyen/return/txn_1".into()),
+        cancel_url: None,
+        ip_address: None,
+        user_agent: None,
+        accept_header: None,
+    };
+    for (options, with_shopper, want) in [
+        (None, true, "https://pay.example.com/psp/adyen/return/txn_1"),
+        (None, false, "https://shop.example/return"),
+        (
+            Some(r#"{"returnUrl": "https://shop.example/3ds"}"#),
+            true,
+            "https://shop.example/3ds",
+        ),
+    ] {
+        let h = harness().on(
+            Method::Post,
+            format!("{BASE}/payments"),
+            Reply::json(200, authorised()),
+        );
+        let mut req = testing::authorize_request("M5N7TQ4TG5PFWR50", 2500, "EUR");
+        req.options_json = options.map(str::to_owned);
+        req.shopper = with_shopper.then(|| shopper.clone());
+        h.run(|| Adyen::authorize(req)).unwrap();
+        assert_eq!(body(&h.last_request().unwrap())["returnUrl"], want);
+    }
+}
