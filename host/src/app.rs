@@ -35,6 +35,10 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(crate::openapi::document))
         .route("/psp/{gateway}/webhook", post(crate::psp_webhooks::receive))
         .route(
+            "/psp/{gateway}/return/{id}",
+            get(crate::shopper_return::receive).post(crate::shopper_return::receive),
+        )
+        .route(
             "/commercelayer/{gateway}/{action}",
             post(crate::protocol::commerce_layer::handle),
         )

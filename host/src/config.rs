@@ -200,6 +200,11 @@ pub struct ServerConfig {
     /// was still running). Below the orchestrator's kill timeout (Kubernetes: 30 s).
     #[serde(default = "default_shutdown_grace_ms")]
     pub shutdown_grace_ms: u64,
+    /// The address shoppers reach this gateway at (`https://pay.example.com`). With it,
+    /// a shopper sent to the PSP comes back to `/psp/{gateway}/return/{id}`, where the host
+    /// completes the payment and sends the shopper on to the platform's return URL.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -207,7 +212,15 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             shutdown_grace_ms: default_shutdown_grace_ms(),
+            public_url: None,
         }
+    }
+}
+
+impl ServerConfig {
+    /// `public_url` without a trailing slash.
+    pub fn public_base(&self) -> Option<&str> {
+        self.public_url.as_deref().map(|u| u.trim_end_matches('/'))
     }
 }
 
@@ -465,6 +478,20 @@ impl Config {
                 "outbox.first_retry_ms".into(),
                 "must be positive and at most outbox.max_retry_ms".into(),
             ));
+        }
+        if let Some(public) = &self.server.public_url {
+            let ok = url::Url::parse(public).is_ok_and(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host().is_some()
+                    && u.query().is_none()
+                    && u.fragment().is_none()
+            });
+            if !ok {
+                problems.push(invalid(
+                    "server.public_url".into(),
+                    format!("`{public}` must be an http(s) URL without query or fragment"),
+                ));
+            }
         }
         if self.reconciler.interval_ms == 0 {
             problems.push(invalid(

@@ -17,6 +17,7 @@ pub mod psp_webhooks;
 pub mod redact;
 pub mod scaffold;
 pub mod serve;
+pub mod shopper_return;
 pub mod signature;
 pub mod store;
 pub mod telemetry;

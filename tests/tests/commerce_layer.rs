@@ -684,6 +684,137 @@ async fn capture_and_refund_lifecycle_in_answers_and_store() {
     assert_no_leaks(&gw, &[]);
 }
 
+/// Three partial captures of one authorization, then a refund of the second: the sandbox
+/// (the PSP here) is told each capture's sequence and whether it is the last, and the refund
+/// reaches it against the second capture's token; the balances of the others are untouched.
+#[tokio::test(flavor = "multi_thread")]
+async fn three_partial_captures_then_a_refund_of_the_second() {
+    let receiver = Receiver::start(SHARED_SECRET).await;
+    let (_ws, gw) = start_sandbox(&receiver, "");
+    let sim = simulator(&gw, "sandbox");
+    let order = Order::sample();
+    let total = order.total_amount_with_taxes_cents();
+    let (resp, auth) = sim.authorize(&order, TOK_VISA).await;
+    assert_eq!(resp.status, 200, "{resp}");
+    let auth = auth.expect("authorization");
+
+    let amounts = [total / 4, total / 4, total - 2 * (total / 4)];
+    let mut captures = Vec::new();
+    for (i, amount) in amounts.iter().enumerate() {
+        let (resp, capture) = sim.capture(&auth, *amount).await;
+        assert_eq!(resp.status, 200, "{resp}");
+        let meta = &resp.body["data"]["metadata"];
+        assert_eq!(meta["capture_sequence"], (i + 1).to_string(), "{resp}");
+        assert_eq!(meta["final_capture"], (i == 2).to_string(), "{resp}");
+        assert_eq!(meta["captured_transaction"], auth.token.as_str(), "{resp}");
+        captures.push(capture.expect("capture"));
+    }
+    let tokens: std::collections::HashSet<_> = captures.iter().map(|c| &c.token).collect();
+    assert_eq!(
+        tokens.len(),
+        3,
+        "every capture has its own token: {captures:?}"
+    );
+
+    let (resp, refund) = sim.refund(&captures[1], 700).await;
+    assert_eq!(resp.status, 200, "{resp}");
+    assert_eq!(
+        resp.body["data"]["metadata"]["refunded_transaction"],
+        captures[1].token.as_str(),
+        "the refund reached the PSP against the second capture: {resp}"
+    );
+    let refund = refund.expect("refund");
+    let balance =
+        |c: &psp_gateway_e2e::cl::Capture| sim.find_capture(&c.id).unwrap().refund_balance_cents;
+    assert_eq!(balance(&captures[0]), amounts[0]);
+    assert_eq!(balance(&captures[1]), amounts[1] - 700);
+    assert_eq!(balance(&captures[2]), amounts[2]);
+    // The gateway's own balance of the second capture holds too: one cent over is refused
+    // without a PSP call, while the first capture can still be refunded in full.
+    let refunds_made = gw.plugin_calls("sandbox", "refund").await;
+    let (resp, _) = sim.refund(&captures[1], amounts[1] - 700 + 1).await;
+    assert_eq!(resp.status, 422, "{resp}");
+    assert_eq!(resp.error_code(), Some("amount_exceeds_balance"), "{resp}");
+    assert_eq!(gw.plugin_calls("sandbox", "refund").await, refunds_made);
+    let (resp, _) = sim.refund(&captures[0], amounts[0]).await;
+    assert_eq!(resp.status, 200, "{resp}");
+
+    // The store links the refund to the second capture's row.
+    let store = Store::open(&gw).await;
+    let rows = store.for_resource(&captures[1].id).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].transaction_token, refund.token, "{rows:?}");
+    let second = store.for_resource(&auth.id).await;
+    let second = second
+        .iter()
+        .find(|r| r.transaction_token == captures[1].token)
+        .expect("second capture row");
+    assert_eq!(rows[0].parent_id.as_deref(), Some(second.id.as_str()));
+    store.close().await;
+}
+
+/// A PSP that names every capture by its payment's id (the sandbox's `tok_same_id`): the
+/// host answers each capture a token of its own, so the refund of the second capture is
+/// booked against the second capture, while the PSP is still called with its own id.
+#[tokio::test(flavor = "multi_thread")]
+async fn captures_under_the_payments_reused_id_get_tokens_of_their_own() {
+    let receiver = Receiver::start(SHARED_SECRET).await;
+    let (_ws, gw) = start_sandbox(&receiver, "");
+    let sim = simulator(&gw, "sandbox");
+    let order = Order::sample();
+    let total = order.total_amount_with_taxes_cents();
+    let (resp, auth) = sim.authorize(&order, "tok_same_id").await;
+    assert_eq!(resp.status, 200, "{resp}");
+    let auth = auth.expect("authorization");
+    assert!(auth.token.starts_with("sbx_same_"), "{resp}");
+
+    let (first, second) = (total / 2, total - total / 2);
+    let (resp, c1) = sim.capture(&auth, first).await;
+    assert_eq!(resp.status, 200, "{resp}");
+    let (resp, c2) = sim.capture(&auth, second).await;
+    assert_eq!(resp.status, 200, "{resp}");
+    let (c1, c2) = (c1.expect("capture 1"), c2.expect("capture 2"));
+    for c in [&c1, &c2] {
+        assert!(c.token.starts_with(&format!("{}.", auth.token)), "{c:?}");
+    }
+    assert_ne!(c1.token, c2.token);
+
+    let (resp, refund) = sim.refund(&c2, 300).await;
+    assert_eq!(resp.status, 200, "{resp}");
+    assert_eq!(
+        resp.body["data"]["metadata"]["refunded_transaction"],
+        auth.token.as_str(),
+        "the PSP is called with its own id: {resp}"
+    );
+    let refund = refund.expect("refund");
+    assert_eq!(
+        sim.find_capture(&c1.id).unwrap().refund_balance_cents,
+        first
+    );
+    assert_eq!(
+        sim.find_capture(&c2.id).unwrap().refund_balance_cents,
+        second - 300
+    );
+    let (resp, _) = sim.refund(&c2, second - 300 + 1).await;
+    assert_eq!(resp.error_code(), Some("amount_exceeds_balance"), "{resp}");
+
+    let store = Store::open(&gw).await;
+    let captures = store.for_resource(&auth.id).await;
+    let second_row = captures
+        .iter()
+        .find(|r| r.transaction_token == c2.token)
+        .expect("second capture row");
+    let refunds = store.for_resource(&c2.id).await;
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!(refunds[0].transaction_token, refund.token);
+    assert_eq!(
+        refunds[0].parent_id.as_deref(),
+        Some(second_row.id.as_str())
+    );
+    assert!(store.for_resource(&c1.id).await.is_empty());
+    store.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn void_lifecycle_and_saved_payment_source() {
     let receiver = Receiver::start(SHARED_SECRET).await;

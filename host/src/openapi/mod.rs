@@ -28,6 +28,8 @@ use utoipa::{Modify, OpenApi};
         paths::metrics,
         paths::openapi_json,
         paths::psp_webhook,
+        paths::shopper_return_get,
+        paths::shopper_return_post,
         paths::commerce_layer,
         paths::pgm_pay,
         paths::pgm_refund,

@@ -54,6 +54,34 @@ fn openapi_json() {}
     ))]
 fn psp_webhook() {}
 
+#[utoipa::path(get, path = "/psp/{gateway}/return/{id}", tag = "psp",
+    summary = "The shopper back from the PSP (with `[server] public_url`): the plugin completes the payment",
+    description = "The query goes to the plugin's `complete`. The shopper is sent on to the \
+        platform's return URL (its cancel URL for a declined payment) or shown a short page.",
+    params(("gateway" = String, Path, description = "Gateway id from the config"),
+           ("id" = String, Path, description = "The payment's transaction id, from the return URL the host gave the PSP")),
+    responses(
+        (status = 200, description = "No platform return URL: a page saying how the payment stands", body = String, content_type = "text/html"),
+        (status = 303, description = "On to the platform's return URL"),
+        (status = 404, description = "No such payment of this gateway", body = String, content_type = "text/html"),
+        (status = 503, description = "The store is unavailable: reload", body = String, content_type = "text/html"),
+    ))]
+fn shopper_return_get() {}
+
+#[utoipa::path(post, path = "/psp/{gateway}/return/{id}", tag = "psp",
+    summary = "The shopper back from the PSP by a form post (3-D Secure 1 style)",
+    params(("gateway" = String, Path, description = "Gateway id from the config"),
+           ("id" = String, Path, description = "The payment's transaction id")),
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded",
+        description = "The PSP's form fields, passed to the plugin's `complete` with the query"),
+    responses(
+        (status = 200, description = "No platform return URL: a page saying how the payment stands", body = String, content_type = "text/html"),
+        (status = 303, description = "On to the platform's return URL"),
+        (status = 404, description = "No such payment of this gateway", body = String, content_type = "text/html"),
+        (status = 503, description = "The store is unavailable: reload", body = String, content_type = "text/html"),
+    ))]
+fn shopper_return_post() {}
+
 // ---- Commerce Layer ---------------------------------------------------------------
 
 #[utoipa::path(post, path = "/commercelayer/{gateway}/{action}", tag = "commerce-layer",

@@ -12,6 +12,7 @@
 pub mod bounds;
 mod recovery;
 mod settle;
+mod shopper_return;
 mod types;
 
 use std::collections::HashMap;
@@ -31,7 +32,8 @@ use crate::store::{
     StoredAnswer, Transaction, now_ms,
 };
 pub use recovery::{keep_leases, reconcile_forever};
-use settle::{CapturePlace, build_call, final_outcome, log_result, settle};
+use settle::{CapturePlace, Settled, build_call, final_outcome, log_result, settle};
+pub use shopper_return::{PlatformReturn, ShopperReturned, return_url};
 pub use types::*;
 
 /// The engine. Cheap to clone.
@@ -133,8 +135,28 @@ impl Payments {
             (Some(parent), Action::Capture) => Some(self.capture_place(parent, &req).await?),
             _ => None,
         };
-        let call = build_call(&key, parent.as_ref(), &req, place);
         let id = new_id("txn");
+        // With a public address, the shopper comes back through the host (`shopper_return`).
+        let mut shopper_return = None;
+        let routed;
+        let req = match self.inner.config.server.public_base() {
+            Some(base) if matches!(req.action, Action::Authorize | Action::Sale) => {
+                let (shopper, kept) = shopper_return::route_through_host(
+                    base,
+                    &req.gateway,
+                    &id,
+                    req.shopper.as_ref(),
+                );
+                shopper_return = kept;
+                routed = PaymentRequest {
+                    shopper: Some(shopper),
+                    ..req.clone()
+                };
+                &routed
+            }
+            _ => &req,
+        };
+        let call = build_call(&key, parent.as_ref(), req, place);
         let new = NewTransaction {
             id: id.clone(),
             gateway: req.gateway.clone(),
@@ -149,6 +171,7 @@ impl Payments {
             currency: req.currency.clone(),
             // Stored before the call: if its answer is lost, it is re-sent as it was.
             replay: Some(serde_json::to_string(&call).expect("plugin calls serialise")),
+            shopper_return,
         };
         let txn = match self.inner.store.begin(new, rule).await? {
             Begin::Started(txn) => txn,
@@ -168,7 +191,7 @@ impl Payments {
                 );
             }
             Begin::Existing(existing) => {
-                match self.join_existing(front, gateway, existing, &req).await? {
+                match self.join_existing(front, gateway, existing, req).await? {
                     Joined::Answer(answer) => return Ok(answer),
                     Joined::Retry(txn) => *txn,
                 }
@@ -334,13 +357,16 @@ impl Payments {
         } else {
             running.await
         };
-        let settled = settle(
+        let mut settled = settle(
             &txn,
             joined(reply),
             contact.made(),
             None,
             &self.inner.config.reconciler,
         );
+        if matches!(txn.action, Action::Capture | Action::Void | Action::Refund) {
+            self.keep_token_unique(&txn, &mut settled).await;
+        }
         let answer = front.render(txn.action, &settled.result);
         let unknown = settled.completion.status == Status::Unknown;
         let completion = Completion {
@@ -353,6 +379,42 @@ impl Payments {
             self.inner.recovery_wake.notify_one();
         }
         Ok(answer)
+    }
+
+    /// A follow-up answered under a token another of the gateway's transactions holds (a
+    /// PSP that names every capture by its payment's id) would make the platform's later
+    /// requests ambiguous (a refund booked against the wrong capture). The platform gets a
+    /// token of the host's making instead; the plugin's stays the PSP token that later calls
+    /// carry. A lookup that fails keeps the plugin's token: never at the outcome's expense.
+    async fn keep_token_unique(&self, txn: &Transaction, settled: &mut Settled) {
+        let Some(token) = settled.completion.transaction_token.clone() else {
+            return;
+        };
+        let any = [
+            Action::Authorize,
+            Action::Sale,
+            Action::Capture,
+            Action::Void,
+            Action::Refund,
+        ];
+        match self
+            .inner
+            .store
+            .find_by_token(&txn.gateway, &token, &any)
+            .await
+        {
+            Ok(Some(other)) if other.id != txn.id => {
+                // Transaction ids are `txn_` and a random part, unique in the store.
+                let unique = format!("{token}.{}", txn.id.trim_start_matches("txn_"));
+                settled.completion.transaction_token = Some(unique.clone());
+                settled.result.rename_token(unique);
+                tracing::info!(gateway = %txn.gateway, action = txn.action.as_str(), token = %redact::token(&token), "the plugin answered a token another transaction has: the platform gets a unique one");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(gateway = %txn.gateway, txn = %txn.id, "cannot check the answered token is unique ({e}); keeping it")
+            }
+        }
     }
 
     /// Answers 202 now and finishes the call in the background. The row stays

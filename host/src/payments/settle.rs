@@ -437,6 +437,7 @@ mod tests {
             checks: 0,
             escalated_at: None,
             replay: Some("{}".into()),
+            shopper_return: None,
         }
     }
 

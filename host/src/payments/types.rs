@@ -62,6 +62,26 @@ pub enum PaymentResult {
     Failed { kind: FailureKind, message: String },
 }
 
+impl PaymentResult {
+    /// Answers the platform under `token` instead of the plugin's.
+    pub fn rename_token(&mut self, token: String) {
+        match self {
+            PaymentResult::Approved {
+                transaction_token, ..
+            }
+            | PaymentResult::Pending {
+                transaction_token, ..
+            } => *transaction_token = token,
+            PaymentResult::Declined {
+                transaction_token, ..
+            } => *transaction_token = Some(token),
+            PaymentResult::Tokenized { .. }
+            | PaymentResult::Refused { .. }
+            | PaymentResult::Failed { .. } => {}
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusalCode {
     UnknownGateway,

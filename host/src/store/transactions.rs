@@ -124,6 +124,9 @@ pub struct Transaction {
     pub escalated_at: Option<i64>,
     /// The plugin call as sent (JSON), until the outcome is final.
     pub replay: Option<String>,
+    /// Where the platform wants the shopper back after a shopper action (JSON), when the
+    /// host routes the return through itself.
+    pub shopper_return: Option<String>,
 }
 
 /// An HTTP answer as given, replayed verbatim to duplicates.
@@ -148,6 +151,7 @@ pub struct NewTransaction {
     pub currency: String,
     /// The plugin call that will be made, kept to re-send it if its outcome is lost.
     pub replay: Option<String>,
+    pub shopper_return: Option<String>,
 }
 
 /// The balance a follow-up draws from, checked atomically with its insertion.

@@ -41,10 +41,22 @@ impl Plugin for Sandbox {
     }
 
     fn capture(req: CaptureRequest) -> Result<Outcome, Failure> {
-        Ok(Outcome::approved(
-            derive("sbx_cap_", &req.idempotency_key),
-            req.amount.amount_cents,
-        ))
+        let token = if req.transaction_token.starts_with(SAME_ID_PREFIX) {
+            req.transaction_token.clone()
+        } else {
+            derive("sbx_cap_", &req.idempotency_key)
+        };
+        let mut outcome = Outcome::approved(token, req.amount.amount_cents);
+        // What the sandbox was told, so tests can see the host's capture numbering.
+        with_metadata(
+            &mut outcome,
+            [
+                ("captured_transaction", req.transaction_token.clone()),
+                ("capture_sequence", req.sequence.to_string()),
+                ("final_capture", req.final_capture.to_string()),
+            ],
+        );
+        Ok(outcome)
     }
 
     fn void(req: FollowUpRequest) -> Result<Outcome, Failure> {
@@ -137,6 +149,9 @@ const SYNC_PENDING_PREFIX: &str = "sbx_wait_";
 const SLOW_PREFIX: &str = "tok_slow_";
 /// Waiting for the shopper (`tok_3ds`): `complete`, a notification or `sync` settles it.
 const ACTION_PREFIX: &str = "sbx_3ds_";
+/// Payments whose captures answer the payment's own token, as some PSPs name every
+/// capture by the payment's id (the host must still tell the captures apart).
+const SAME_ID_PREFIX: &str = "sbx_same_";
 /// Where the sandbox sends a shopper for 3-D Secure: a page no one serves (`.invalid`);
 /// tests follow the redirect by calling `complete` with the return's parameters.
 const CHALLENGE_URL: &str = "https://sandbox.psp-gateway.invalid/3ds/";
@@ -188,6 +203,10 @@ fn pay(req: &AuthorizeRequest) -> Result<Outcome, Failure> {
             Ok(Outcome::pending(token.clone(), amount, token))
         }
         "tok_fail" => Err(unreachable_psp()),
+        "tok_same_id" => Ok(Outcome::approved(
+            derive(SAME_ID_PREFIX, &req.idempotency_key),
+            amount,
+        )),
         _ => {
             if let Some(ms) = token.strip_prefix(SLOW_PREFIX) {
                 let ms: u64 = ms.parse().map_err(|_| {
@@ -219,11 +238,26 @@ fn percent_encode(text: &str) -> String {
     out
 }
 
+/// A void or refund, approved; its metadata names the transaction it acted upon.
 fn follow_up(kind: &str, req: &FollowUpRequest) -> Outcome {
-    Outcome::approved(
+    let mut outcome = Outcome::approved(
         derive(&format!("sbx_{kind}_"), &req.idempotency_key),
         req.amount.amount_cents,
-    )
+    );
+    let key = if kind == "void" {
+        "voided_transaction"
+    } else {
+        "refunded_transaction"
+    };
+    with_metadata(&mut outcome, [(key, req.transaction_token.clone())]);
+    outcome
+}
+
+fn with_metadata<const N: usize>(outcome: &mut Outcome, pairs: [(&str, String); N]) {
+    if let Outcome::Approved(a) = outcome {
+        a.metadata
+            .extend(pairs.into_iter().map(|(k, v)| Pair::new(k, v)));
+    }
 }
 
 fn unreachable_psp() -> Failure {

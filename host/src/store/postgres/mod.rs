@@ -157,6 +157,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../../migrations/postgres/0005_call_leases.sql"),
     ),
+    (
+        6,
+        include_str!("../../../migrations/postgres/0006_shopper_return.sql"),
+    ),
 ];
 
 /// All pending versions in one transaction, under an advisory lock held until it ends:

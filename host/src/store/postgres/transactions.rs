@@ -14,7 +14,7 @@ use crate::store::{CALL_LEASE_MS, NewCallback, StoreError, now_ms};
 pub(super) const COLUMNS: &str = "id, gateway, front, action, idempotency_key, resource_id, parent_id, \
     transaction_token, psp_token, psp_reference, action_id, amount_cents, currency, status, \
     error_code, error_message, response_status, response_body, created_at, updated_at, \
-    next_check_at, checks, escalated_at, replay";
+    next_check_at, checks, escalated_at, replay, shopper_return";
 
 #[async_trait]
 impl TransactionStore for PostgresStore {
@@ -206,6 +206,7 @@ pub(super) fn row_to_transaction(row: &PgRow) -> Result<Transaction, StoreError>
         checks: row.try_get("checks")?,
         escalated_at: row.try_get("escalated_at")?,
         replay: row.try_get("replay")?,
+        shopper_return: row.try_get("shopper_return")?,
     })
 }
 
@@ -272,8 +273,9 @@ async fn begin(
     let inserted = sqlx::query(
         "INSERT INTO transactions (id, gateway, front, action, idempotency_key, resource_id, \
          parent_id, transaction_token, amount_cents, currency, status, created_at, updated_at, \
-         replay, owner, lease_until) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'processing', $11, $11, $12, $13, $14) \
+         replay, owner, lease_until, shopper_return) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'processing', $11, $11, $12, $13, $14, \
+         $15) \
          ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(&new.id)
@@ -290,6 +292,7 @@ async fn begin(
     .bind(&new.replay)
     .bind(owner)
     .bind(now + CALL_LEASE_MS)
+    .bind(&new.shopper_return)
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 0 {
@@ -327,6 +330,7 @@ async fn begin(
         checks: 0,
         escalated_at: None,
         replay: new.replay,
+        shopper_return: new.shopper_return,
     }))
 }
 

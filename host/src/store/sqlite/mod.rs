@@ -151,6 +151,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         5,
         include_str!("../../../migrations/sqlite/0005_call_leases.sql"),
     ),
+    (
+        6,
+        include_str!("../../../migrations/sqlite/0006_shopper_return.sql"),
+    ),
 ];
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

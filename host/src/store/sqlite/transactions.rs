@@ -12,7 +12,7 @@ use crate::store::{CALL_LEASE_MS, NewCallback, StoreError, now_ms};
 pub(super) const COLUMNS: &str = "id, gateway, front, action, idempotency_key, resource_id, parent_id, \
     transaction_token, psp_token, psp_reference, action_id, amount_cents, currency, status, \
     error_code, error_message, response_status, response_body, created_at, updated_at, \
-    next_check_at, checks, escalated_at, replay";
+    next_check_at, checks, escalated_at, replay, shopper_return";
 
 #[async_trait]
 impl TransactionStore for SqliteStore {
@@ -198,6 +198,7 @@ fn row_to_transaction(row: &rusqlite::Row<'_>) -> Result<Transaction, StoreError
         checks: row.get("checks")?,
         escalated_at: row.get("escalated_at")?,
         replay: row.get("replay")?,
+        shopper_return: row.get("shopper_return")?,
     })
 }
 
@@ -252,7 +253,8 @@ fn begin(
     conn.prepare_cached(
         "INSERT INTO transactions (id, gateway, front, action, idempotency_key, resource_id, \
          parent_id, transaction_token, amount_cents, currency, status, created_at, updated_at, \
-         replay, owner, lease_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'processing', ?, ?, ?, ?, ?)",
+         replay, owner, lease_until, shopper_return) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'processing', ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params![
         new.id,
@@ -270,6 +272,7 @@ fn begin(
         new.replay,
         owner,
         now + CALL_LEASE_MS,
+        new.shopper_return,
     ])?;
     let new = new.clone();
     Ok(Begin::Started(Transaction {
@@ -296,6 +299,7 @@ fn begin(
         checks: 0,
         escalated_at: None,
         replay: new.replay,
+        shopper_return: new.shopper_return,
     }))
 }
 

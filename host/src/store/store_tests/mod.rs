@@ -123,6 +123,7 @@ pub fn new(
         amount_cents: amount,
         currency: "EUR".into(),
         replay: Some(format!("{{\"call\":\"{id}\"}}")),
+        shopper_return: None,
     }
 }
 

@@ -14,6 +14,7 @@ for_each_store!(
     concurrent_captures_never_exceed_the_balance,
     due_checks_come_soonest_first_and_a_checked_row_goes_to_the_back,
     subscriptions_are_saved_once_per_shop_transaction,
+    the_shoppers_return_is_kept_past_the_outcome,
 );
 
 for_each_store_pair!(
@@ -392,4 +393,23 @@ async fn a_live_lease_keeps_a_call_from_other_replicas_until_released(
     assert_eq!(row.next_check_at, Some(7));
     // An unknown row is nobody's call any more: nothing left to renew.
     assert_eq!(a.renew_leases(now).await.unwrap(), 0);
+}
+
+async fn the_shoppers_return_is_kept_past_the_outcome(s: Arc<dyn Store>) {
+    let back = r#"{"return_url":"https://shop.example/ok"}"#;
+    let mut with_return = new("a", Action::Authorize, "k", None, 100);
+    with_return.shopper_return = Some(back.into());
+    match s.begin(with_return, None).await.unwrap() {
+        Begin::Started(t) => assert_eq!(t.shopper_return.as_deref(), Some(back)),
+        other => panic!("{other:?}"),
+    }
+    s.complete("a", approved(), None, None).await.unwrap();
+    // Unlike the stored call, it outlives the final outcome: the shopper may come back late.
+    let t = s.get("a").await.unwrap().unwrap();
+    assert_eq!(t.shopper_return.as_deref(), Some(back));
+    assert_eq!(t.replay, None);
+    s.begin(new("b", Action::Authorize, "k2", None, 100), None)
+        .await
+        .unwrap();
+    assert_eq!(s.get("b").await.unwrap().unwrap().shopper_return, None);
 }
