@@ -996,13 +996,16 @@ const STRIPE_WEBHOOK_SECRET: &str = "whsec_pgm_e2e_2e4c6a8f0b1d3f5a";
 fn start_stripe_gateway(api_base: &str, callback: &str) -> (Workspace, Gateway) {
     let ws = Workspace::new();
     ws.install("stripe", "stripe");
+    // localstripe refuses `return_url` (PGM's successRedirectUrl would become it): 3-D
+    // Secure by Stripe.js here; the redirect path is in the plugin's unit tests.
     let config = ws.write_config(&format!(
         "[plugins]\ndir = \"plugins\"\n\n\
          [[gateways]]\nid = \"stripe\"\nplugin = \"stripe\"\npgm_auth = \"none\"\n\
          pgm_callback_url = \"{callback}\"\n\
          allowed_hosts = [\"{api_base}\"]\n\
          [gateways.settings]\nsecret_key = \"${{STRIPE_SECRET_KEY}}\"\n\
-         api_base = \"{api_base}\"\nwebhook_secret = \"${{STRIPE_WEBHOOK_SECRET}}\"\n"
+         api_base = \"{api_base}\"\nwebhook_secret = \"${{STRIPE_WEBHOOK_SECRET}}\"\n\
+         three_d_secure = \"stripe_js\"\n"
     ));
     let gw = Gateway::start(
         &config,

@@ -266,7 +266,8 @@ async fn authorize_then_void() {
     let (resp, void) = sim.void(&auth.expect("authorization")).await;
     assert_eq!(resp.status, 200, "{resp}");
     assert!(void.is_some());
-    assert_eq!(resp.transaction_token(), Some(pi_id.as_str()));
+    let void_token = format!("{pi_id}.void");
+    assert_eq!(resp.transaction_token(), Some(void_token.as_str()));
     let pi = stripe.get(&format!("/v1/payment_intents/{pi_id}")).await;
     assert_eq!(pi["status"], "canceled", "{pi}");
 
@@ -416,11 +417,12 @@ async fn localstripe_payment_failed_webhook_settles_a_pending_authorization() {
         callback.json
     );
     assert_eq!(sim.apply_callback(&callback.json), Some(false));
-    // The gateway really got it from localstripe, through the plugin.
+    // The gateway really got it from localstripe, through the plugin. (The log line is
+    // written after the commit that also queues the callback: it may come just after it.)
     assert!(
-        gw.logs()
-            .iter()
-            .any(|l| l["message"] == "open transaction settled"),
+        gw.wait_for_log(Duration::from_secs(5), |l| l["message"]
+            == "open transaction settled")
+            .is_some(),
         "{}",
         gw.dump_logs()
     );

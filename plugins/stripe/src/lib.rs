@@ -6,8 +6,8 @@
 //!   `redirect_to_url` (sent when the shopper context has a return URL) as a redirect, any
 //!   other `next_action` as data for Stripe.js. `complete` re-reads the PaymentIntent.
 //! - capture / void: capture or cancel that PaymentIntent; refund: create a Refund on it.
-//!   Each capture answers its own token (`pi_....capture.N`), the PaymentIntent staying its
-//!   PSP reference, so refunds and lookups find the capture they name.
+//!   Each capture answers its own token (`pi_....capture.N`, a void `pi_....void`), the
+//!   PaymentIntent staying its PSP reference, so refunds and lookups find the one they name.
 //! - tokenize: find or create the customer (by email) and attach the PaymentMethod.
 //! - sync: read the PaymentIntent (or Refund) and map its status.
 //! - handle-webhook: verify `Stripe-Signature` and turn Stripe events into PSP events keyed by
@@ -41,6 +41,10 @@ pub const API_BASE: &str = "api_base";
 /// The setting that turns on multicapture (`true`): authorizations ask for it, and a
 /// capture that is not the last one says `final_capture=false`.
 pub const MULTICAPTURE: &str = "multicapture";
+/// The setting choosing how 3-D Secure reaches the shopper: `redirect` (the default: the
+/// shopper's return URL goes to Stripe, which answers a redirect) or `stripe_js` (no return
+/// URL: the storefront's Stripe.js handles `next_action`).
+pub const THREE_D_SECURE: &str = "three_d_secure";
 /// The setting holding the webhook endpoint's signing secret (`whsec_...`).
 pub const WEBHOOK_SECRET: &str = "webhook_secret";
 /// Stripe's API.
@@ -86,6 +90,13 @@ impl Plugin for Stripe {
                      releases the rest",
                 ),
                 SettingSpec::new(
+                    THREE_D_SECURE,
+                    false,
+                    false,
+                    "\"redirect\" (default): send the shopper's return URL, so 3-D Secure is a \
+                     redirect; \"stripe_js\": never, the storefront's Stripe.js handles it",
+                ),
+                SettingSpec::new(
                     WEBHOOK_SECRET,
                     true,
                     true,
@@ -125,10 +136,12 @@ impl Plugin for Stripe {
         let api = Api::from_settings()?;
         let intent = intent_id(&req.transaction_token, req.psp_reference.as_deref())?;
         let path = format!("/v1/payment_intents/{intent}/cancel");
-        match api.call(Method::Post, &path, None, Some(&req.idempotency_key))? {
-            Answer::Ok(pi) => intent_outcome(&pi, Operation::Void, req.amount.amount_cents),
-            Answer::Declined(d) => Ok(Outcome::Declined(d)),
-        }
+        let outcome = match api.call(Method::Post, &path, None, Some(&req.idempotency_key))? {
+            Answer::Ok(pi) => intent_outcome(&pi, Operation::Void, req.amount.amount_cents)?,
+            Answer::Declined(d) => Outcome::Declined(d),
+        };
+        // The void's own token: the authorization is known by the PaymentIntent's id.
+        Ok(retoken(outcome, &format!("{intent}.void")))
     }
 
     fn refund(req: FollowUpRequest) -> Result<Outcome, Failure> {
@@ -338,11 +351,12 @@ fn pay(req: &AuthorizeRequest, op: Operation) -> Result<Outcome, Failure> {
         form.push("customer", customer.as_str());
     }
     // With a return URL Stripe answers 3-D Secure as a redirect; without, as Stripe.js data.
-    if let Some(url) = req
-        .shopper
-        .as_ref()
-        .and_then(|s| s.return_url.as_deref())
-        .filter(|u| !u.is_empty())
+    if redirects()?
+        && let Some(url) = req
+            .shopper
+            .as_ref()
+            .and_then(|s| s.return_url.as_deref())
+            .filter(|u| !u.is_empty())
     {
         form.push("return_url", url);
     }
@@ -408,6 +422,17 @@ fn find_or_create_customer(
     let key = format!("{}:customer", req.idempotency_key);
     let created = api.ok(Method::Post, "/v1/customers", Some(&form), Some(&key))?;
     id_of(&created, "customer")
+}
+
+/// Whether 3-D Secure goes by redirect (the `three_d_secure` setting).
+fn redirects() -> Result<bool, Failure> {
+    match settings::get(THREE_D_SECURE).as_deref().map(str::trim) {
+        None | Some("" | "redirect") => Ok(true),
+        Some("stripe_js") => Ok(false),
+        Some(other) => Err(Failure::Misconfigured(format!(
+            "setting `{THREE_D_SECURE}` is `{other}`; expected `redirect` or `stripe_js`"
+        ))),
+    }
 }
 
 fn multicapture() -> bool {

@@ -131,12 +131,19 @@ fn info_describes_the_plugin() {
     let names: Vec<_> = info.settings.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
-        ["secret_key", "api_base", "multicapture", "webhook_secret"]
+        [
+            "secret_key",
+            "api_base",
+            "multicapture",
+            "three_d_secure",
+            "webhook_secret"
+        ]
     );
     let spec = |n: &str| info.settings.iter().find(|s| s.name == n).unwrap();
     assert!(spec("secret_key").required && spec("secret_key").secret);
     assert!(!spec("api_base").required && !spec("api_base").secret);
     assert!(!spec("multicapture").required && !spec("multicapture").secret);
+    assert!(!spec("three_d_secure").required && !spec("three_d_secure").secret);
     assert!(spec("webhook_secret").required && spec("webhook_secret").secret);
     assert!(info.settings.iter().all(|s| !s.description.is_empty()));
 }
@@ -536,8 +543,9 @@ fn void_cancels_the_payment_intent() {
     let a = approved(&out);
     assert_eq!(
         (a.transaction_token.as_str(), a.amount_cents),
-        ("pi_auth0001", 12200)
+        ("pi_auth0001.void", 12200)
     );
+    assert_eq!(a.psp_reference, "pi_auth0001");
     let sent = h.last_request().unwrap();
     assert_eq!(sent.header_value("idempotency-key"), Some("idem-test-2"));
     assert!(sent.body_bytes().is_empty());
@@ -1078,7 +1086,7 @@ fn requires_action_is_a_redirect_when_stripe_gives_a_url() {
         user_agent: None,
         accept_header: None,
     });
-    let out = h.run(|| Stripe::authorize(req));
+    let out = h.run(|| Stripe::authorize(req.clone()));
     let r = action_required(&out);
     assert_eq!(
         (
@@ -1104,6 +1112,25 @@ fn requires_action_is_a_redirect_when_stripe_gives_a_url() {
         field(&sent, "return_url"),
         Some("https://shop.example/back")
     );
+
+    // `three_d_secure = "stripe_js"`: never a return URL; anything else is refused.
+    for (setting, sent_url) in [
+        ("stripe_js", None),
+        ("redirect", Some("https://shop.example/back")),
+    ] {
+        let h = harness().setting(THREE_D_SECURE, setting).on(
+            Method::Post,
+            format!("{BASE}/v1/payment_intents"),
+            Reply::json(200, intent("pi_3ds00001", "requires_capture", 12200)),
+        );
+        h.run(|| Stripe::authorize(req.clone())).unwrap();
+        let sent = form_of(&h.last_request().unwrap());
+        assert_eq!(field(&sent, "return_url"), sent_url);
+    }
+    let h = harness().setting(THREE_D_SECURE, "popup");
+    let out = h.run(|| Stripe::authorize(req.clone()));
+    assert!(matches!(out, Err(Failure::Misconfigured(_))), "{out:?}");
+    assert!(h.requests().is_empty());
 }
 
 #[test]
