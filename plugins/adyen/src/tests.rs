@@ -1013,6 +1013,7 @@ fn the_shoppers_return_url_comes_before_the_setting() {
             Reply::json(200, authorised()),
         );
         let mut req = testing::authorize_request("M5N7TQ4TG5PFWR50", 2500, "EUR");
+        req.customer_token = Some("shopper-7".into());
         req.options_json = options.map(str::to_owned);
         req.shopper = with_shopper.then(|| shopper.clone());
         h.run(|| Adyen::authorize(req)).unwrap();
