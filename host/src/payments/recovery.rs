@@ -90,14 +90,10 @@ impl Payments {
         txn: &Transaction,
         outcome: &FinalOutcome,
     ) -> Result<bool, PaymentError> {
-        let Some(gateway) = self.inner.config.gateway(&txn.gateway) else {
+        if self.inner.config.gateway(&txn.gateway).is_none() {
             return Ok(false);
-        };
-        let callback = self
-            .inner
-            .fronts
-            .get(txn.front.as_str())
-            .and_then(|f| f.callback(gateway, txn, outcome));
+        }
+        let callback = self.callback(txn, outcome);
         let completion = Completion {
             error_code: outcome.error_code.clone(),
             error_message: outcome.error_detail.clone(),
@@ -114,6 +110,19 @@ impl Payments {
             tracing::info!(gateway = %txn.gateway, action = txn.action.as_str(), action_id = ?txn.action_id, succeeded = outcome.succeeded, "open transaction settled");
         }
         Ok(changed)
+    }
+
+    /// The callback reporting `outcome` of `txn` to its platform, where the front has one.
+    pub(super) fn callback(
+        &self,
+        txn: &Transaction,
+        outcome: &FinalOutcome,
+    ) -> Option<NewCallback> {
+        let gateway = self.inner.config.gateway(&txn.gateway)?;
+        self.inner
+            .fronts
+            .get(txn.front.as_str())
+            .and_then(|f| f.callback(gateway, txn, outcome))
     }
 
     /// Start-up: rows still `processing` lost their task with the previous process. Their
@@ -262,20 +271,17 @@ impl Payments {
             return Ok(false);
         };
         let front = self.inner.fronts.get(txn.front.as_str());
-        let gateway = self.inner.config.gateway(&txn.gateway);
         let mut completion = settled.completion;
-        let callback = match (&txn.response, front, gateway) {
+        let callback = match (&txn.response, front) {
             // Never answered (a crash cut the call off, and no retry came yet): the outcome
             // becomes the answer a retry replays.
-            (None, Some(front), _) => {
+            (None, Some(front)) => {
                 completion.response = Some(front.render(txn.action, &settled.result));
                 None
             }
             // Answered 202: the outcome follows as a callback to that action id.
-            (Some(_), Some(front), Some(gateway)) => {
-                final_outcome(&settled.result).and_then(|o| front.callback(gateway, txn, &o))
-            }
-            _ => None,
+            (Some(_), _) => final_outcome(&settled.result).and_then(|o| self.callback(txn, &o)),
+            (None, None) => None,
         };
         let changed = self
             .record(txn, completion, callback, Some(Status::Unknown))

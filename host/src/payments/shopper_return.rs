@@ -138,14 +138,9 @@ impl Payments {
         let Some(outcome) = final_outcome(&settled.result) else {
             return Ok(txn.status);
         };
-        let callback = match (
-            &txn.response,
-            self.inner.fronts.get(txn.front.as_str()),
-            self.inner.config.gateway(&txn.gateway),
-        ) {
-            (Some(_), Some(front), Some(gateway)) => front.callback(gateway, txn, &outcome),
-            _ => None,
-        };
+        // A pending payment was answered (202, or PGM's redirect): the outcome follows as
+        // a callback, as for a notification.
+        let callback = self.callback(txn, &outcome);
         let status = settled.completion.status;
         let changed = self
             .record(txn, settled.completion, callback, Some(Status::Pending))

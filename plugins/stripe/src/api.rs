@@ -52,6 +52,16 @@ impl Api {
         classify(method, path, &response)
     }
 
+    /// The PaymentIntent as Stripe has it now (complete, sync).
+    pub fn intent(&self, id: &str) -> Result<Value, Failure> {
+        self.ok(
+            Method::Get,
+            &format!("/v1/payment_intents/{id}"),
+            None,
+            None,
+        )
+    }
+
     /// A call whose card errors are not declines of a payment (tokenize, reads).
     pub fn ok(
         &self,

@@ -224,12 +224,7 @@ impl Plugin for Stripe {
                 redact(returned)
             )));
         }
-        let pi = api.ok(
-            Method::Get,
-            &format!("/v1/payment_intents/{intent}"),
-            None,
-            None,
-        )?;
+        let pi = api.intent(intent)?;
         let outcome = intent_outcome(&pi, req.operation, req.amount.amount_cents)?;
         log::info(&format!("stripe complete: {}", describe(&outcome)));
         Ok(outcome)
@@ -252,12 +247,7 @@ impl Plugin for Stripe {
             req.transaction_token.as_deref().unwrap_or_default(),
             req.psp_reference.as_deref(),
         )?;
-        let pi = api.ok(
-            Method::Get,
-            &format!("/v1/payment_intents/{intent}"),
-            None,
-            None,
-        )?;
+        let pi = api.intent(intent)?;
         let outcome = intent_outcome(&pi, req.operation, amount)?;
         Ok(match (req.operation, req.transaction_token.as_deref()) {
             // The capture keeps the token it was answered under.
